@@ -1,0 +1,140 @@
+//! Errors of the storage engine.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Another process (or another `Storage` in this one) has the file open.
+    #[error(
+        "database {path} is in use by another process (only one process may open it at a time)"
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The file exists but is not a readable redb database.
+    #[error("{path} is not a Cubby database or is corrupt: {reason}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What redb reported.
+        reason: String,
+    },
+    /// The file is a redb database, but not one Cubby created.
+    #[error("{path} is a redb database but not a Cubby database (it has no Cubby schema)")]
+    NotCubby {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The database was written by a Cubby with another schema version.
+    #[error(
+        "database {path} has schema version {found}; this build of Cubby supports version {supported}"
+    )]
+    UnsupportedSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u64,
+        /// The version this build reads and writes.
+        supported: u64,
+    },
+    /// The folder for the database could not be created.
+    #[error("cannot create folder {path} for the database: {source}")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other failure of the storage backend while opening.
+    #[error("cannot open database {path}: {source}")]
+    Backend {
+        /// The database file, or `:memory:`.
+        path: PathBuf,
+        /// The redb error.
+        #[source]
+        source: redb::Error,
+    },
+}
+
+/// Why a storage operation failed.
+///
+/// The first group of variants is caused by the caller's arguments and is
+/// reported to plugins as such; the rest are host-side failures.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The key is empty or too long.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// The value is larger than [`Limits::max_value_bytes`](crate::Limits).
+    #[error("value of {len} bytes is larger than the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// The value's length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The write would take the workspace past a quota; nothing was written.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// A listing cursor that the engine did not hand out for this prefix.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// A workspace id that is empty, too long, or has characters outside
+    /// `A-Z a-z 0-9 - _ . :`.
+    #[error("invalid workspace id {id:?}: {reason}")]
+    InvalidWorkspace {
+        /// The rejected id.
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A stored record could not be decoded (the file was damaged or written by
+    /// something else).
+    #[error("stored entry is corrupt: {0}")]
+    Corrupt(String),
+    /// The storage backend (redb, the disk) failed; nothing was changed.
+    #[error("storage backend failed: {0}")]
+    Backend(#[source] Arc<redb::Error>),
+    /// The engine's writer has stopped (the `Storage` is shutting down).
+    #[error("storage engine is shut down")]
+    Closed,
+}
+
+impl StorageError {
+    /// Whether the error was caused by the caller's arguments (as opposed to a
+    /// host-side failure).
+    pub fn is_caller_error(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidKey(_)
+                | Self::ValueTooLarge { .. }
+                | Self::QuotaExceeded(_)
+                | Self::InvalidCursor
+                | Self::InvalidWorkspace { .. }
+        )
+    }
+}
+
+macro_rules! backend_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                Self::Backend(Arc::new(e.into()))
+            }
+        }
+    )*};
+}
+backend_from!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);

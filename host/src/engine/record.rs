@@ -1,0 +1,94 @@
+//! The on-disk format of one stored entry.
+//!
+//! ```text
+//! byte 0      format tag (1)
+//! bytes 1..9  version, u64 little-endian: changes on every write (never reused)
+//! bytes 9..17 expiry, u64 little-endian milliseconds since the Unix epoch; 0 = none
+//! bytes 17..  the value
+//! ```
+//!
+//! The version and expiry are there for compare-and-swap and time-to-live.
+
+use super::StorageError;
+
+const FORMAT: u8 = 1;
+const HEADER: usize = 17;
+
+/// A decoded entry, borrowing its value from the stored bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record<'a> {
+    pub version: u64,
+    pub expires_at_ms: Option<u64>,
+    pub value: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    pub fn encode(version: u64, expires_at_ms: Option<u64>, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + value.len());
+        out.push(FORMAT);
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&expires_at_ms.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, StorageError> {
+        let header = bytes
+            .get(..HEADER)
+            .ok_or_else(|| StorageError::Corrupt(format!("record of {} bytes", bytes.len())))?;
+        if header[0] != FORMAT {
+            return Err(StorageError::Corrupt(format!(
+                "unknown record format {}",
+                header[0]
+            )));
+        }
+        let word = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let expiry = word(9);
+        Ok(Self {
+            version: word(1),
+            expires_at_ms: (expiry != 0).then_some(expiry),
+            value: &bytes[HEADER..],
+        })
+    }
+
+    /// Whether the entry has expired at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+}
+
+/// The value length that a stored record accounts for in usage, also for a
+/// record that does not decode (so usage stays consistent when it is removed).
+pub(crate) fn stored_value_len(bytes: &[u8]) -> u64 {
+    bytes.len().saturating_sub(HEADER) as u64
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let bytes = Record::encode(7, Some(99), b"hello");
+        let r = Record::decode(&bytes).unwrap();
+        assert_eq!(r.version, 7);
+        assert_eq!(r.expires_at_ms, Some(99));
+        assert_eq!(r.value, b"hello");
+        assert!(r.is_expired(99));
+        assert!(!r.is_expired(98));
+        let none = Record::encode(1, None, b"");
+        assert_eq!(Record::decode(&none).unwrap().expires_at_ms, None);
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        for bad in [&b""[..], b"\x01short", &[9u8; 20][..]] {
+            assert!(matches!(Record::decode(bad), Err(StorageError::Corrupt(_))));
+        }
+    }
+}
