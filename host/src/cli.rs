@@ -1,0 +1,332 @@
+//! The `cubby` command-line tool: argument parsing and output only; every
+//! action is a library call.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{Durability, Limits, Output, Runtime, Storage, StorageOptions};
+
+const NO_HOME: &str =
+    "cannot find the per-user data folder (is HOME set?); pass --db PATH or --in-memory";
+const DEFAULT_DB_HELP: &str = "Database file [env: CUBBY_DB] \
+    [default: cubby.redb in the per-user data folder: $XDG_DATA_HOME/cubby or ~/.local/share/cubby \
+    on Linux, ~/Library/Application Support/cubby on macOS, %APPDATA%\\cubby\\data on Windows]";
+
+/// Cubby: run WebAssembly plugins with durable, workspace-scoped key-value storage.
+#[derive(Debug, Parser)]
+#[command(name = "cubby", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct DbArgs {
+    #[arg(long, global = true, env = "CUBBY_DB", help = DEFAULT_DB_HELP, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Use a fresh in-memory database that is gone when the command ends.
+    #[arg(long, global = true, conflicts_with = "db")]
+    in_memory: bool,
+    /// Do not fsync every commit: faster, but a power failure can lose about
+    /// the last second of writes (a process crash loses nothing).
+    #[arg(long, global = true)]
+    relaxed: bool,
+    /// Skip checking every page's checksum when opening the database file
+    /// (faster for large files; damage is then not detected up front).
+    #[arg(long, global = true)]
+    no_verify: bool,
+    /// Longest key, in bytes.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = Limits::default().max_key_bytes)]
+    max_key_bytes: usize,
+    /// Largest value (e.g. 1MiB, 4096).
+    #[arg(long, global = true, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    max_value_size: u64,
+    /// Largest page a plugin may ask for when listing keys.
+    #[arg(long, global = true, value_name = "N", default_value_t = Limits::default().max_page_size)]
+    max_page_size: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command-style plugin (one with `fn main`, exporting wasi:cli/run).
+    Run {
+        /// The plugin: a component built for wasm32-wasip2.
+        plugin: PathBuf,
+        #[command(flatten)]
+        opts: PluginArgs,
+        /// Arguments passed to the plugin (after `--`).
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Call a request/response plugin (exporting cubby:storage/handler) and
+    /// print its response.
+    Call {
+        /// The plugin: a component built for wasm32-wasip2.
+        plugin: PathBuf,
+        #[command(flatten)]
+        opts: PluginArgs,
+        /// The request: text, or @FILE to read it from a file, or @- for stdin.
+        #[arg(long, short, value_name = "TEXT|@FILE", default_value = "")]
+        input: String,
+    },
+    /// Inspect and edit a workspace's keys.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// List the workspaces that hold data, with their usage.
+    Workspaces,
+}
+
+#[derive(Debug, Args)]
+struct PluginArgs {
+    /// The workspace the plugin's storage is bound to.
+    #[arg(long, short, value_name = "ID")]
+    workspace: String,
+    /// Longest time the plugin may run (e.g. 500ms, 10s).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Most linear memory the plugin may use (e.g. 64MiB).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    max_memory: u64,
+    /// Folder for compiled plugins [default: the per-user cache folder, e.g. ~/.cache/cubby].
+    #[arg(long, value_name = "DIR", env = "CUBBY_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the plugin every time instead of caching it.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum KvCommand {
+    /// Print the value of a key (exits with 1 if it is missing).
+    Get {
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+        /// The key.
+        key: String,
+    },
+    /// Set a key to a value.
+    Set {
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+        /// The key.
+        key: String,
+        /// The value: text, or @FILE to read it from a file, or @- for stdin.
+        value: String,
+    },
+    /// Delete a key (exits with 1 if it was missing).
+    Delete {
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+        /// The key.
+        key: String,
+    },
+    /// List keys, one per line, in byte order.
+    List {
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+        /// Only keys that start with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Print at most this many keys.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+}
+
+/// Runs the tool with the process's arguments; returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CUBBY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let storage = open_storage(&cli.db)?;
+    match cli.command {
+        Command::Run { plugin, opts, args } => {
+            let workspace = storage.workspace(&opts.workspace)?;
+            let runtime = runtime(&opts, true)?;
+            let name = plugin
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "plugin".into());
+            let argv: Vec<String> = std::iter::once(name).chain(args).collect();
+            let out = block_on(async {
+                let plugin = runtime.load_file(&plugin).await?;
+                anyhow::Ok(plugin.run(&workspace, &argv).await?)
+            })?;
+            Ok(ExitCode::from(u8::try_from(out.exit_code).unwrap_or(1)))
+        }
+        Command::Call {
+            plugin,
+            opts,
+            input,
+        } => {
+            let request = read_arg(&input)?;
+            let workspace = storage.workspace(&opts.workspace)?;
+            let runtime = runtime(&opts, false)?;
+            let response = block_on(async {
+                let plugin = runtime.load_file(&plugin).await?;
+                anyhow::Ok(plugin.call(&workspace, &request).await?)
+            })?;
+            print_bytes(&response)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kv(kv) => kv_command(&storage, kv),
+        Command::Workspaces => {
+            let mut out = std::io::stdout().lock();
+            for (id, usage) in storage.workspaces()? {
+                writeln!(out, "{id}\t{} keys\t{} bytes", usage.keys, usage.bytes)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
+    match kv {
+        KvCommand::Get { workspace, key } => match storage.workspace(&workspace)?.get(&key)? {
+            Some(value) => print_bytes(&value)?,
+            None => bail!("key {key:?} not found in workspace {workspace:?}"),
+        },
+        KvCommand::Set {
+            workspace,
+            key,
+            value,
+        } => {
+            let value = read_arg(&value)?;
+            storage.workspace(&workspace)?.set(&key, &value)?;
+        }
+        KvCommand::Delete { workspace, key } => {
+            if !storage.workspace(&workspace)?.delete(&key)? {
+                bail!("key {key:?} not found in workspace {workspace:?}");
+            }
+        }
+        KvCommand::List {
+            workspace,
+            prefix,
+            limit,
+        } => {
+            let ws = storage.workspace(&workspace)?;
+            let mut out = std::io::stdout().lock();
+            let mut left = limit.unwrap_or(usize::MAX);
+            let mut cursor = None;
+            while left > 0 {
+                let page = ws.list_keys(prefix.as_deref(), cursor.as_deref(), None)?;
+                for key in page.keys.iter().take(left) {
+                    writeln!(out, "{}", printable(key))?;
+                }
+                left = left.saturating_sub(page.keys.len());
+                match page.cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_storage(args: &DbArgs) -> Result<Storage> {
+    let mut options = StorageOptions::default();
+    options.limits.max_key_bytes = args.max_key_bytes;
+    options.limits.max_value_bytes =
+        usize::try_from(args.max_value_size).context("--max-value-size is too large")?;
+    options.limits.max_page_size = args.max_page_size;
+    options.verify_on_open = !args.no_verify;
+    if args.relaxed {
+        options.durability = Durability::Relaxed;
+    }
+    if args.in_memory {
+        return Ok(Storage::in_memory(options)?);
+    }
+    let path = match &args.db {
+        Some(path) => path.clone(),
+        None => Storage::default_path().context(NO_HOME)?,
+    };
+    Ok(Storage::open(path, options)?)
+}
+
+fn runtime(opts: &PluginArgs, inherit_stdin: bool) -> Result<Runtime> {
+    let mut builder = Runtime::builder()
+        .timeout(opts.timeout)
+        .max_memory_bytes(usize::try_from(opts.max_memory).context("--max-memory is too large")?)
+        .stdout(Output::Inherit)
+        .stderr(Output::Inherit)
+        .inherit_stdin(inherit_stdin);
+    if !opts.no_cache {
+        let dir = match &opts.cache_dir {
+            Some(dir) => dir.clone(),
+            None => Runtime::default_cache_dir().context(NO_HOME)?,
+        };
+        builder = builder.cache_dir(dir);
+    }
+    Ok(builder.build()?)
+}
+
+fn block_on<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f)
+}
+
+/// `TEXT`, `@FILE` or `@-` (stdin).
+fn read_arg(arg: &str) -> Result<Vec<u8>> {
+    match arg.strip_prefix('@') {
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .context("cannot read stdin")?;
+            Ok(buf)
+        }
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {path}")),
+        None => Ok(arg.as_bytes().to_vec()),
+    }
+}
+
+/// Writes bytes as they are, with a newline after them on a terminal.
+fn print_bytes(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    if out.is_terminal() && !bytes.ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A key as one line: keys with control characters are shown escaped, in quotes.
+fn printable(key: &str) -> String {
+    if key.chars().any(char::is_control) {
+        format!("{key:?}")
+    } else {
+        key.to_owned()
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{e} (try a number of bytes or e.g. 64MiB)"))
+}
