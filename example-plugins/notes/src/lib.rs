@@ -1,0 +1,75 @@
+//! `notes`: a request/response plugin that keeps notes as JSON in its
+//! workspace.
+//!
+//! Requests and responses are JSON:
+//! - `{"op":"add","text":"buy milk"}` → the new note, `{"id":1,"text":"buy milk"}`
+//! - `{"op":"list"}` → every note in order of id
+//! - `{"op":"remove","id":1}` → `{"removed":true}` (or `false` if there was none)
+//!
+//! Each note is stored under `note/<id>` (the id zero-padded, so that key order
+//! is id order), and the next id under `next-id`.
+
+use serde::{Deserialize, Serialize};
+
+/// A stored note.
+#[derive(Debug, Serialize, Deserialize)]
+struct Note {
+    id: u64,
+    text: String,
+}
+
+/// A request, tagged by `op`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Request {
+    Add { text: String },
+    List,
+    Remove { id: u64 },
+}
+
+const NEXT_ID: &str = "next-id";
+const PREFIX: &str = "note/";
+
+fn note_key(id: u64) -> String {
+    format!("{PREFIX}{id:020}")
+}
+
+struct Notes;
+
+impl cubby_sdk::Plugin for Notes {
+    fn handle(request: Vec<u8>) -> Result<Vec<u8>, String> {
+        let request: Request = serde_json::from_slice(&request).map_err(|e| {
+            format!(r#"bad request ({e}); expected {{"op":"add","text":…}}, {{"op":"list"}} or {{"op":"remove","id":…}}"#)
+        })?;
+        let response = match request {
+            Request::Add { text } => add(text),
+            Request::List => list(),
+            Request::Remove { id } => cubby_sdk::delete(note_key(id))
+                .map(|removed| serde_json::json!({ "removed": removed })),
+        }
+        .map_err(|e| format!("notes: {e}"))?;
+        serde_json::to_vec(&response).map_err(|e| format!("notes: cannot encode response: {e}"))
+    }
+}
+
+fn add(text: String) -> cubby_sdk::Result<serde_json::Value> {
+    let id: u64 = cubby_sdk::get_json(NEXT_ID)?.unwrap_or(1);
+    let note = Note { id, text };
+    cubby_sdk::set_json(note_key(id), &note)?;
+    cubby_sdk::set_json(NEXT_ID, &(id + 1))?;
+    serde_json::to_value(note).map_err(|e| cubby_sdk::Error::Encode(e.to_string()))
+}
+
+fn list() -> cubby_sdk::Result<serde_json::Value> {
+    let mut notes = Vec::new();
+    for key in cubby_sdk::keys_with_prefix(PREFIX) {
+        let key = key?;
+        // A note deleted between listing and reading is simply skipped.
+        if let Some(note) = cubby_sdk::get_json::<Note>(&key)? {
+            notes.push(note);
+        }
+    }
+    serde_json::to_value(notes).map_err(|e| cubby_sdk::Error::Encode(e.to_string()))
+}
+
+cubby_sdk::export!(Notes);
