@@ -1,0 +1,263 @@
+//! End-to-end tests of the `cubby` binary, as an operator uses it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cubby_artifacts as guests;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("data/cubby.redb")
+    }
+
+    /// `cubby --db <temp db> ARGS…`
+    fn cubby(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cubby"));
+        cmd.arg("--db").arg(self.db());
+        self.run(cmd, args)
+    }
+
+    /// `cubby ARGS…` with no `--db`.
+    fn cubby_bare(&self, args: &[&str]) -> Output {
+        self.run(Command::new(env!("CARGO_BIN_EXE_cubby")), args)
+    }
+
+    fn run(&self, mut cmd: Command, args: &[&str]) -> Output {
+        cmd.args(args)
+            .env("CUBBY_CACHE_DIR", guests::CACHE_DIR)
+            .env_remove("CUBBY_DB")
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"));
+        cmd.output().unwrap()
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[track_caller]
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+/// The command failed with exit code 1 and said why in exactly one line, the
+/// last one (a plugin's own stderr, which the CLI passes through, may come
+/// before it). Returns that line.
+#[track_caller]
+fn one_line_error(out: Output) -> String {
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    assert_eq!(stderr.lines().last(), Some(errors[0]), "{stderr}");
+    assert!(errors[0].starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("thread 'main' panicked"), "{stderr}");
+    assert!(!stderr.contains("thread 'tokio"), "{stderr}");
+    errors[0].to_string()
+}
+
+#[test]
+fn counter_counts_per_workspace_and_in_memory_starts_afresh() {
+    let env = Env::new();
+    let run = |args: &[&str]| ok(env.cubby(args));
+    assert_eq!(run(&["run", guests::COUNTER, "--workspace", "a"]), "1\n");
+    assert_eq!(run(&["run", guests::COUNTER, "--workspace", "a"]), "2\n");
+    assert_eq!(run(&["run", guests::COUNTER, "--workspace", "b"]), "1\n");
+    for _ in 0..2 {
+        let out = env.cubby_bare(&["--in-memory", "run", guests::COUNTER, "-w", "a"]);
+        assert_eq!(ok(out), "1\n");
+    }
+    // Arguments after `--` reach the plugin.
+    assert_eq!(
+        run(&["run", guests::COUNTER, "-w", "a", "--", "visits"]),
+        "1\n"
+    );
+    assert_eq!(run(&["kv", "list", "-w", "a"]), "counter\nvisits\n");
+    assert_eq!(run(&["kv", "get", "-w", "a", "counter"]), "2");
+}
+
+#[test]
+fn the_default_database_lives_in_the_user_data_folder() {
+    let env = Env::new();
+    ok(env.cubby_bare(&["run", guests::COUNTER, "-w", "a"]));
+    let expected = env.dir.path().join("xdg-data/cubby/cubby.redb");
+    assert!(expected.exists(), "no database at {}", expected.display());
+    assert_eq!(
+        ok(env.cubby_bare(&["kv", "get", "-w", "a", "counter"])),
+        "1"
+    );
+    let help = ok(env.cubby_bare(&["--help"]));
+    assert!(help.contains("~/.local/share/cubby"), "{help}");
+}
+
+#[test]
+fn notes_and_kv_inspection() {
+    let env = Env::new();
+    let call =
+        |ws: &str, input: &str| ok(env.cubby(&["call", guests::NOTES, "-w", ws, "--input", input]));
+    assert_eq!(
+        call("a", r#"{"op":"add","text":"buy milk"}"#),
+        r#"{"id":1,"text":"buy milk"}"#
+    );
+    assert_eq!(
+        call("a", r#"{"op":"add","text":"call mum"}"#),
+        r#"{"id":2,"text":"call mum"}"#
+    );
+    assert_eq!(
+        call("b", r#"{"op":"add","text":"other team"}"#),
+        r#"{"id":1,"text":"other team"}"#
+    );
+    assert_eq!(
+        call("a", r#"{"op":"list"}"#),
+        r#"[{"id":1,"text":"buy milk"},{"id":2,"text":"call mum"}]"#
+    );
+    let request = env.dir.path().join("request.json");
+    std::fs::write(&request, r#"{"op":"list"}"#).unwrap();
+    let from_file = format!("@{}", request.display());
+    assert_eq!(call("b", &from_file), r#"[{"id":1,"text":"other team"}]"#);
+
+    // kv list shows exactly that workspace's keys.
+    assert_eq!(
+        ok(env.cubby(&["kv", "list", "--workspace", "a"])),
+        "next-id\nnote/00000000000000000001\nnote/00000000000000000002\n"
+    );
+    assert_eq!(
+        ok(env.cubby(&["kv", "list", "-w", "a", "--prefix", "note/", "--limit", "1"])),
+        "note/00000000000000000001\n"
+    );
+    assert_eq!(
+        ok(env.cubby(&["kv", "list", "-w", "b"])),
+        "next-id\nnote/00000000000000000001\n"
+    );
+    assert_eq!(ok(env.cubby(&["kv", "list", "-w", "nobody"])), "");
+
+    let missing = one_line_error(env.cubby(&["kv", "get", "-w", "a", "nope"]));
+    assert!(missing.contains("not found"), "{missing}");
+
+    ok(env.cubby(&["kv", "set", "-w", "c", "greeting", "hello"]));
+    assert_eq!(
+        ok(env.cubby(&["kv", "get", "-w", "c", "greeting"])),
+        "hello"
+    );
+    ok(env.cubby(&["kv", "delete", "-w", "c", "greeting"]));
+    one_line_error(env.cubby(&["kv", "delete", "-w", "c", "greeting"]));
+    assert_eq!(
+        ok(env.cubby(&["workspaces"])),
+        "a\t3 keys\t110 bytes\nb\t2 keys\t61 bytes\n"
+    );
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    let env = Env::new();
+    let not_wasm = env.dir.path().join("plugin.wasm");
+    std::fs::write(&not_wasm, "#!/bin/sh\n").unwrap();
+    let not_wasm = not_wasm.to_str().unwrap();
+
+    let e = one_line_error(env.cubby(&["run", not_wasm, "-w", "a"]));
+    assert!(e.contains("not a WebAssembly file"), "{e}");
+    let e = one_line_error(env.cubby(&["run", "/no/such.wasm", "-w", "a"]));
+    assert!(e.contains("cannot read /no/such.wasm"), "{e}");
+    let e = one_line_error(env.cubby(&["call", guests::COUNTER, "-w", "a"]));
+    assert!(e.contains("does not export `cubby:storage/handler"), "{e}");
+    let e = one_line_error(env.cubby(&["run", guests::NOTES, "-w", "a"]));
+    assert!(e.contains("does not export `wasi:cli/run`"), "{e}");
+    let e = one_line_error(env.cubby(&["run", guests::COUNTER, "-w", "../etc"]));
+    assert!(e.contains("invalid workspace id"), "{e}");
+    let e = one_line_error(env.cubby(&["kv", "set", "-w", "a", "", "v"]));
+    assert!(e.contains("invalid key"), "{e}");
+    let e = one_line_error(env.cubby(&[
+        "--max-value-size",
+        "4",
+        "kv",
+        "set",
+        "-w",
+        "a",
+        "k",
+        "12345",
+    ]));
+    assert!(e.contains("larger than the limit of 4 bytes"), "{e}");
+    assert_eq!(
+        ok(env.cubby(&["kv", "list", "-w", "a"])),
+        "",
+        "nothing was written"
+    );
+
+    let e = one_line_error(env.cubby(&[
+        "call",
+        guests::PROBE,
+        "-w",
+        "a",
+        "--timeout",
+        "200ms",
+        "-i",
+        r#"{"op":"spin"}"#,
+    ]));
+    assert!(e.contains("time limit of 200ms"), "{e}");
+    let e = one_line_error(env.cubby(&[
+        "call",
+        guests::PROBE,
+        "-w",
+        "a",
+        "--max-memory",
+        "8MiB",
+        "-i",
+        r#"{"op":"grow"}"#,
+    ]));
+    assert!(e.contains("the limit is 8388608 bytes"), "{e}");
+}
+
+#[test]
+fn a_corrupt_database_file_is_refused_and_left_alone() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.db().parent().unwrap()).unwrap();
+    let junk = b"definitely not a redb file ".repeat(100);
+    std::fs::write(env.db(), &junk).unwrap();
+    let e = one_line_error(env.cubby(&["run", guests::COUNTER, "-w", "a"]));
+    assert!(e.contains("not a Cubby database or is corrupt"), "{e}");
+    assert_eq!(std::fs::read(env.db()).unwrap(), junk);
+}
+
+#[test]
+fn a_database_locked_by_another_process_is_a_clear_error() {
+    let env = Env::new();
+    ok(env.cubby(&["kv", "set", "-w", "a", "k", "v"]));
+    // This test process holds the database open, as a running host would.
+    let held = cubby_host::Storage::open(env.db(), cubby_host::StorageOptions::default()).unwrap();
+    let e = one_line_error(env.cubby(&["kv", "get", "-w", "a", "k"]));
+    assert!(e.contains("in use by another process"), "{e}");
+    drop(held);
+    assert_eq!(ok(env.cubby(&["kv", "get", "-w", "a", "k"])), "v");
+}
+
+#[test]
+fn usage_mistakes_are_explained_by_clap() {
+    let env = Env::new();
+    let out = env.cubby(&["run", guests::COUNTER]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("--workspace <ID>"), "{stderr}");
+    let out = env.cubby_bare(&["--db", "x.redb", "--in-memory", "workspaces"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!Path::new("x.redb").exists());
+}

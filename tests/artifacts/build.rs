@@ -1,0 +1,156 @@
+//! Builds every guest (example plugins and test guests) for wasm32-wasip2 and
+//! writes their paths to `$OUT_DIR/guests.rs`.
+//!
+//! The nested cargo gets its own target folder (sharing the outer one deadlocks
+//! on cargo's build lock) and an environment without the outer build's
+//! `CARGO_*`, `RUSTFLAGS` and wrapper variables, which are meant for the host
+//! target. The wasm32-wasip2 target is installed with rustup when missing.
+
+// A build script reports failure by panicking with a message.
+#![allow(clippy::expect_used)]
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+/// (constant name, package, file name, what it is)
+const GUESTS: &[(&str, &str, &str, &str)] = &[
+    (
+        "COUNTER",
+        "counter",
+        "counter.wasm",
+        "the `counter` example plugin (command-style)",
+    ),
+    (
+        "NOTES",
+        "notes",
+        "notes.wasm",
+        "the `notes` example plugin (request/response)",
+    ),
+    (
+        "KVSH",
+        "kvsh",
+        "kvsh.wasm",
+        "the `kvsh` example plugin (command-style, listing)",
+    ),
+    (
+        "PROBE",
+        "probe",
+        "probe.wasm",
+        "the `probe` test guest (request/response, misbehaves on request)",
+    ),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.join("../..");
+    for watched in [
+        "wit",
+        "guest-sdk",
+        "example-plugins",
+        "tests/guests",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let target_dir = target_root(&out_dir)
+        .unwrap_or_else(|| root.join("target"))
+        .join("cubby-guests");
+
+    ensure_target_installed();
+
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg(TARGET)
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for (_, package, _, _) in GUESTS {
+        cmd.arg("-p").arg(package);
+    }
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy();
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME")
+            || key.starts_with("RUSTC_")
+            || key == "RUSTFLAGS"
+            || key == "RUSTDOCFLAGS"
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the guests: {e}"));
+    if !output.status.success() {
+        panic!(
+            "building the guest plugins for {TARGET} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let mut consts = String::new();
+    for (name, _, file, what) in GUESTS {
+        let path = target_dir.join(TARGET).join("release").join(file);
+        assert!(path.exists(), "{} was not built", path.display());
+        consts.push_str(&format!(
+            "/// Path of {what}, built for wasm32-wasip2.\npub const {name}: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
+    let cache = target_dir.with_file_name("cubby-compile-cache");
+    consts.push_str(&format!(
+        "/// A folder for wasmtime's compilation cache, shared by the test binaries.\npub const CACHE_DIR: &str = {:?};\n",
+        cache.display().to_string()
+    ));
+    std::fs::write(out_dir.join("guests.rs"), consts).expect("cannot write guests.rs");
+}
+
+/// The outer build's target folder: the ancestor of OUT_DIR that holds
+/// cargo's `CACHEDIR.TAG`.
+fn target_root(out_dir: &Path) -> Option<PathBuf> {
+    out_dir
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").exists())
+        .map(Path::to_path_buf)
+}
+
+/// Installs the wasm32-wasip2 target with rustup if this toolchain lacks it
+/// (machines with RUSTUP_AUTO_INSTALL=0 do not install it from
+/// rust-toolchain.toml).
+fn ensure_target_installed() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.as_deref().is_some_and(Path::exists) {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup");
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", TARGET]);
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        rustup.arg("--toolchain").arg(toolchain);
+    }
+    match rustup.output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "the {TARGET} target is missing and `rustup target add {TARGET}` failed:\n{}\n\
+             Install it yourself with: rustup target add {TARGET}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!(
+            "the {TARGET} target is missing and rustup could not be run ({e}).\n\
+             Install the target for your toolchain (with rustup: rustup target add {TARGET})."
+        ),
+    }
+}

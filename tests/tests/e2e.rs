@@ -1,0 +1,476 @@
+//! End-to-end tests through the library: real plugins, built from source,
+//! against real storage. Each test asserts what the plugin returns and what
+//! the database holds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use cubby_host::{CallError, LoadError, Plugin, Storage, StorageOptions, Workspace};
+use cubby_tests::{guests, runtime_builder};
+use serde_json::{Value, json};
+
+fn memory_storage() -> Storage {
+    Storage::in_memory(StorageOptions::default()).unwrap()
+}
+
+async fn load(path: &str) -> Plugin {
+    runtime_builder()
+        .build()
+        .unwrap()
+        .load_file(path)
+        .await
+        .unwrap()
+}
+
+/// Sends one request to the probe guest and returns its JSON answer.
+async fn probe(plugin: &Plugin, ws: &Workspace, request: Value) -> Value {
+    let out = plugin
+        .call(ws, request.to_string().as_bytes())
+        .await
+        .unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn all_keys(ws: &Workspace) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = ws.list_keys(None, cursor.as_deref(), None).unwrap();
+        keys.extend(page.keys);
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => return keys,
+        }
+    }
+}
+
+#[tokio::test]
+async fn counter_persists_across_a_restart_of_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cubby.redb");
+    let run = |storage: &Storage, ws: &'static str| {
+        let ws = storage.workspace(ws).unwrap();
+        async move {
+            let counter = load(guests::COUNTER).await;
+            let out = counter.run(&ws, &["counter".into()]).await.unwrap();
+            assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    {
+        let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+        assert_eq!(run(&storage, "a").await, "1\n");
+        assert_eq!(run(&storage, "a").await, "2\n");
+        assert_eq!(run(&storage, "b").await, "1\n");
+    }
+    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+    assert_eq!(run(&storage, "a").await, "3\n");
+    let a = storage.workspace("a").unwrap();
+    assert_eq!(a.get("counter").unwrap().unwrap(), b"3");
+    assert_eq!(all_keys(&a), vec!["counter".to_string()]);
+}
+
+#[tokio::test]
+async fn the_same_plugin_in_two_workspaces_sees_only_its_own_data() {
+    let storage = memory_storage();
+    let probe_plugin = load(guests::PROBE).await;
+    let a = storage.workspace("a").unwrap();
+    let b = storage.workspace("b").unwrap();
+    for (ws, tag) in [(&a, "A"), (&b, "B")] {
+        for key in ["shared", "config/theme", "config/lang"] {
+            let r = probe(
+                &probe_plugin,
+                ws,
+                json!({"op":"set","key":key,"value":format!("{tag}:{key}")}),
+            )
+            .await;
+            assert_eq!(r, json!({"ok": null}));
+        }
+    }
+    probe(
+        &probe_plugin,
+        &a,
+        json!({"op":"set","key":"only-in-a","value":"x"}),
+    )
+    .await;
+
+    for (ws, tag) in [(&a, "A"), (&b, "B")] {
+        let r = probe(&probe_plugin, ws, json!({"op":"get","key":"shared"})).await;
+        assert_eq!(r, json!({"ok": format!("{tag}:shared")}));
+    }
+    let r = probe(&probe_plugin, &b, json!({"op":"get","key":"only-in-a"})).await;
+    assert_eq!(r, json!({"ok": null}));
+    let r = probe(&probe_plugin, &b, json!({"op":"exists","key":"only-in-a"})).await;
+    assert_eq!(r, json!({"ok": false}));
+    let r = probe(&probe_plugin, &b, json!({"op":"delete","key":"only-in-a"})).await;
+    assert_eq!(r, json!({"ok": false}));
+    assert!(
+        a.exists("only-in-a").unwrap(),
+        "b's delete must not touch a"
+    );
+
+    let r = probe(&probe_plugin, &b, json!({"op":"keys"})).await;
+    assert_eq!(r, json!({"ok": ["config/lang", "config/theme", "shared"]}));
+    let r = probe(&probe_plugin, &a, json!({"op":"keys","prefix":"config/"})).await;
+    assert_eq!(r, json!({"ok": ["config/lang", "config/theme"]}));
+
+    // What the database holds, read without the plugin.
+    assert_eq!(
+        all_keys(&a),
+        ["config/lang", "config/theme", "only-in-a", "shared"]
+    );
+    assert_eq!(b.get("config/theme").unwrap().unwrap(), b"B:config/theme");
+}
+
+#[tokio::test]
+async fn hostile_keys_neither_reach_nor_alias_another_workspace() {
+    let storage = memory_storage();
+    let probe_plugin = load(guests::PROBE).await;
+    let a = storage.workspace("a").unwrap();
+    let b = storage.workspace("b").unwrap();
+    let a_dot = storage.workspace("a.b").unwrap();
+    let max_key = "k".repeat(storage.limits().max_key_bytes);
+    let keys = [
+        "\0",
+        "\0\0",
+        "a\0",
+        "\0a",
+        "b\0",
+        "/",
+        "//",
+        "a/b",
+        "../b",
+        "b/",
+        "🦀",
+        "ä",
+        "a\u{0}b",
+        "\u{FFFF}",
+        " ",
+        max_key.as_str(),
+    ];
+    b.set("victim", b"b's secret").unwrap();
+    for key in keys {
+        let r = probe(&probe_plugin, &a, json!({"op":"set","key":key,"value":key})).await;
+        assert_eq!(r, json!({"ok": null}), "{key:?}");
+    }
+    for key in keys {
+        let r = probe(&probe_plugin, &a, json!({"op":"get","key":key})).await;
+        assert_eq!(r, json!({"ok": key}), "{key:?} read back");
+        for other in [&b, &a_dot] {
+            let r = probe(&probe_plugin, other, json!({"op":"get","key":key})).await;
+            assert_eq!(r, json!({"ok": null}), "{key:?} visible in {}", other.id());
+        }
+    }
+    // Keys that try to name the other workspace reach only a's own entries.
+    for key in ["b\0victim", "b/victim", "\0b\0victim", "victim"] {
+        let r = probe(&probe_plugin, &a, json!({"op":"get","key":key})).await;
+        assert_eq!(r, json!({"ok": null}), "{key:?}");
+    }
+    let r = probe(&probe_plugin, &a, json!({"op":"keys","prefix":"b"})).await;
+    assert_eq!(
+        r,
+        json!({"ok": ["b\0", "b/"]}),
+        "byte order: NUL sorts first"
+    );
+
+    let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    expected.sort();
+    assert_eq!(all_keys(&a), expected);
+    assert_eq!(all_keys(&b), ["victim"]);
+    assert_eq!(b.get("victim").unwrap().unwrap(), b"b's secret");
+    assert!(all_keys(&a_dot).is_empty());
+
+    // Invalid keys are typed errors and write nothing.
+    let too_long = "k".repeat(storage.limits().max_key_bytes + 1);
+    for key in ["", too_long.as_str()] {
+        let r = probe(&probe_plugin, &a, json!({"op":"set","key":key,"value":"x"})).await;
+        assert_eq!(r["err"], "invalid-key", "{key:?}: {r}");
+    }
+    assert_eq!(all_keys(&a).len(), keys.len());
+    let r = probe(
+        &probe_plugin,
+        &a,
+        json!({"op":"page","cursor":"not-a-cursor"}),
+    )
+    .await;
+    assert_eq!(r["err"], "invalid-cursor");
+}
+
+#[tokio::test]
+async fn an_oversized_value_is_a_typed_error_and_nothing_is_written() {
+    let mut options = StorageOptions::default();
+    options.limits.max_value_bytes = 1024;
+    let storage = Storage::in_memory(options).unwrap();
+    let probe_plugin = load(guests::PROBE).await;
+    let ws = storage.workspace("w").unwrap();
+    ws.set("kept", b"old").unwrap();
+    let before = ws.usage().unwrap();
+
+    for key in ["new", "kept"] {
+        let r = probe(
+            &probe_plugin,
+            &ws,
+            json!({"op":"set-bytes","key":key,"len":1025}),
+        )
+        .await;
+        assert_eq!(r["err"], "value-too-large", "{r}");
+        assert!(r["message"].as_str().unwrap().contains("1024"), "{r}");
+    }
+    assert_eq!(ws.get("new").unwrap(), None);
+    assert_eq!(ws.get("kept").unwrap().unwrap(), b"old");
+    assert_eq!(ws.usage().unwrap(), before);
+
+    let r = probe(
+        &probe_plugin,
+        &ws,
+        json!({"op":"set-bytes","key":"new","len":1024}),
+    )
+    .await;
+    assert_eq!(r, json!({"ok": null}));
+    assert_eq!(ws.get("new").unwrap().unwrap().len(), 1024);
+}
+
+#[tokio::test]
+async fn a_plugin_that_loops_forever_is_stopped_and_the_host_keeps_serving() {
+    let storage = memory_storage();
+    let runtime = runtime_builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let probe_plugin = runtime.load_file(guests::PROBE).await.unwrap();
+    let a = storage.workspace("a").unwrap();
+    let b = storage.workspace("b").unwrap();
+
+    let spinning = probe_plugin.call(&a, br#"{"op":"spin"}"#);
+    let meanwhile = probe(&probe_plugin, &b, json!({"op":"set","key":"k","value":"v"}));
+    let (spun, other) = tokio::join!(spinning, meanwhile);
+    match spun {
+        Err(CallError::Timeout { limit }) => assert_eq!(limit, Duration::from_millis(300)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(
+        other,
+        json!({"ok": null}),
+        "another workspace is served meanwhile"
+    );
+
+    let r = probe(
+        &probe_plugin,
+        &a,
+        json!({"op":"set","key":"after","value":"ok"}),
+    )
+    .await;
+    assert_eq!(r, json!({"ok": null}));
+    assert_eq!(a.get("after").unwrap().unwrap(), b"ok");
+    assert_eq!(b.get("k").unwrap().unwrap(), b"v");
+}
+
+#[tokio::test]
+async fn a_plugin_that_eats_memory_is_stopped_at_the_limit_and_the_host_keeps_serving() {
+    let storage = memory_storage();
+    let runtime = runtime_builder()
+        .max_memory_bytes(16 << 20)
+        .build()
+        .unwrap();
+    let probe_plugin = runtime.load_file(guests::PROBE).await.unwrap();
+    let ws = storage.workspace("w").unwrap();
+
+    match probe_plugin.call(&ws, br#"{"op":"grow"}"#).await {
+        Err(CallError::MemoryLimit { limit, requested }) => {
+            assert_eq!(limit, 16 << 20);
+            assert!(requested > limit);
+        }
+        other => panic!("expected the memory limit, got {other:?}"),
+    }
+    let r = probe(
+        &probe_plugin,
+        &ws,
+        json!({"op":"set","key":"after","value":"ok"}),
+    )
+    .await;
+    assert_eq!(r, json!({"ok": null}));
+    assert_eq!(ws.get("after").unwrap().unwrap(), b"ok");
+}
+
+#[tokio::test]
+async fn a_panicking_plugin_is_a_trap_error_that_ends_only_that_call() {
+    let storage = memory_storage();
+    let probe_plugin = load(guests::PROBE).await;
+    let ws = storage.workspace("w").unwrap();
+    let err = probe_plugin
+        .call(&ws, br#"{"op":"panic"}"#)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Trap(_)), "{err:?}");
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+    let r = probe(&probe_plugin, &ws, json!({"op":"exists","key":"x"})).await;
+    assert_eq!(r, json!({"ok": false}));
+    let err = probe_plugin.call(&ws, b"not json").await.unwrap_err();
+    assert!(
+        matches!(err, CallError::Plugin(ref m) if m.contains("bad request")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_components_are_clear_errors() {
+    let runtime = runtime_builder().build().unwrap();
+    let load = |bytes: Vec<u8>| runtime.load_bytes("test.wasm", bytes);
+
+    let err = load(b"#!/bin/sh\necho hi\n".to_vec()).await.unwrap_err();
+    assert!(matches!(err, LoadError::NotWasm { .. }), "{err}");
+
+    let core_module = wat::parse_str("(module (func (export \"run\")))").unwrap();
+    let err = load(core_module).await.unwrap_err();
+    assert!(matches!(err, LoadError::CoreModule { .. }), "{err}");
+    assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
+
+    let err = load(wat::parse_str("(component)").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoadError::MissingExport { .. }), "{err}");
+
+    let imports_unknown =
+        wat::parse_str(r#"(component (import "acme:db/sql" (instance (export "query" (func)))))"#)
+            .unwrap();
+    let err = load(imports_unknown).await.unwrap_err();
+    assert!(matches!(err, LoadError::UnsatisfiedImport { .. }), "{err}");
+    assert!(err.to_string().contains("acme:db/sql"), "{err}");
+
+    let mut truncated = std::fs::read(guests::NOTES).unwrap();
+    truncated.truncate(truncated.len() / 2);
+    let err = load(truncated).await.unwrap_err();
+    assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
+
+    let err = runtime.load_file("/no/such/plugin.wasm").await.unwrap_err();
+    assert!(matches!(err, LoadError::Read { .. }), "{err}");
+
+    // A component without the export the caller asked for.
+    let storage = memory_storage();
+    let ws = storage.workspace("w").unwrap();
+    let counter = runtime.load_file(guests::COUNTER).await.unwrap();
+    let err = counter.call(&ws, b"").await.unwrap_err();
+    assert!(matches!(err, CallError::NotAHandler { .. }), "{err}");
+    let notes = runtime.load_file(guests::NOTES).await.unwrap();
+    let err = notes.run(&ws, &[]).await.unwrap_err();
+    assert!(matches!(err, CallError::NotACommand { .. }), "{err}");
+    assert!(all_keys(&ws).is_empty());
+}
+
+#[tokio::test]
+async fn notes_are_added_listed_and_removed_as_json() {
+    let storage = memory_storage();
+    let notes = load(guests::NOTES).await;
+    let ws = storage.workspace("team").unwrap();
+    let call = |req: Value| {
+        let notes = notes.clone();
+        let ws = ws.clone();
+        async move {
+            let out = notes.call(&ws, req.to_string().as_bytes()).await.unwrap();
+            serde_json::from_slice::<Value>(&out).unwrap()
+        }
+    };
+    assert_eq!(
+        call(json!({"op":"add","text":"buy milk"})).await,
+        json!({"id":1,"text":"buy milk"})
+    );
+    assert_eq!(
+        call(json!({"op":"add","text":"call mum"})).await,
+        json!({"id":2,"text":"call mum"})
+    );
+    assert_eq!(
+        call(json!({"op":"list"})).await,
+        json!([{"id":1,"text":"buy milk"},{"id":2,"text":"call mum"}])
+    );
+    assert_eq!(
+        call(json!({"op":"remove","id":1})).await,
+        json!({"removed":true})
+    );
+    assert_eq!(
+        call(json!({"op":"remove","id":1})).await,
+        json!({"removed":false})
+    );
+    assert_eq!(
+        call(json!({"op":"list"})).await,
+        json!([{"id":2,"text":"call mum"}])
+    );
+    assert_eq!(all_keys(&ws), ["next-id", "note/00000000000000000002"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&ws.get("note/00000000000000000002").unwrap().unwrap())
+            .unwrap(),
+        json!({"id":2,"text":"call mum"})
+    );
+}
+
+#[tokio::test]
+async fn listing_pages_through_many_keys_from_a_guest() {
+    let storage = memory_storage();
+    let kvsh = load(guests::KVSH).await;
+    let ws = storage.workspace("w").unwrap();
+    let run = |args: &[&str]| {
+        let argv: Vec<String> = std::iter::once("kvsh")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        let kvsh = kvsh.clone();
+        let ws = ws.clone();
+        async move {
+            let out = kvsh.run(&ws, &argv).await.unwrap();
+            assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    run(&["fill", "item/", "250"]).await;
+    run(&["put", "other", "x"]).await;
+    // 250 keys is three pages at the default page size of 100.
+    assert_eq!(run(&["count", "item/"]).await, "250\n");
+    assert_eq!(run(&["count"]).await, "251\n");
+    let listed = run(&["ls", "item/"]).await;
+    let expected: String = (0..250).map(|i| format!("item/{i:05}\n")).collect();
+    assert_eq!(listed, expected);
+
+    let page = run(&["page", "item/", "", "3"]).await;
+    let lines: Vec<&str> = page.lines().collect();
+    assert_eq!(lines[..3], ["item/00000", "item/00001", "item/00002"]);
+    let cursor = lines[3].strip_prefix("cursor: ").unwrap();
+    let next = run(&["page", "item/", cursor, "2"]).await;
+    assert!(
+        next.starts_with("item/00003\nitem/00004\ncursor: "),
+        "{next}"
+    );
+    assert_eq!(ws.usage().unwrap().keys, 251);
+}
+
+#[tokio::test]
+async fn concurrent_calls_across_workspaces_stay_apart() {
+    let storage = memory_storage();
+    let notes = load(guests::NOTES).await;
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        let ws = storage.workspace(&format!("ws-{}", i % 4)).unwrap();
+        let notes = notes.clone();
+        calls.push(tokio::spawn(async move {
+            let req = json!({"op":"add","text":format!("note {i}")}).to_string();
+            notes.call(&ws, req.as_bytes()).await.unwrap()
+        }));
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+    for w in 0..4 {
+        let ws = storage.workspace(&format!("ws-{w}")).unwrap();
+        let notes: Vec<String> = all_keys(&ws)
+            .into_iter()
+            .filter(|k| k.starts_with("note/"))
+            .collect();
+        // Concurrent adds in one workspace may race on `next-id` (the notes
+        // plugin does a plain read-then-write); they never leak across.
+        assert!(!notes.is_empty() && notes.len() <= 6, "{notes:?}");
+        for key in notes {
+            let note: Value = serde_json::from_slice(&ws.get(&key).unwrap().unwrap()).unwrap();
+            let n: usize = note["text"].as_str().unwrap()[5..].parse().unwrap();
+            assert_eq!(n % 4, w, "note {n} landed in ws-{w}");
+        }
+    }
+}
