@@ -104,6 +104,18 @@ macro_rules! export {
 }
 
 /// What went wrong with a storage call or with decoding a stored value.
+///
+/// Every variant but [`Error::Host`] is caused by the plugin's own arguments
+/// or data; `Display` gives a human message.
+///
+/// ```no_run
+/// match cubby_sdk::set("k", vec![0u8; 10 << 20]) {
+///     Ok(()) => {}
+///     Err(cubby_sdk::Error::ValueTooLarge(limit)) => eprintln!("keep values under {limit} bytes"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -148,7 +160,13 @@ impl From<wit::Error> for Error {
     }
 }
 
-/// The result type of this crate.
+/// The result type of this crate: `Result<T, cubby_sdk::Error>`.
+///
+/// ```no_run
+/// fn load_name() -> cubby_sdk::Result<String> {
+///     Ok(cubby_sdk::get_string("name")?.unwrap_or_default())
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Returns the bytes stored under `key`, or `None`.
@@ -258,6 +276,12 @@ fn decode_error(key: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// One page of keys from [`list_keys`].
+///
+/// ```no_run
+/// let page: cubby_sdk::KeyPage = cubby_sdk::list_keys(None, None, Some(10))?;
+/// println!("{} keys, more: {}", page.keys.len(), page.cursor.is_some());
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyPage {
     /// Keys in ascending byte order.
@@ -317,7 +341,13 @@ pub fn keys_with_prefix(prefix: impl Into<String>) -> Keys {
 /// An iterator over keys, returned by [`keys`] and [`keys_with_prefix`].
 ///
 /// Each item is a key or the error that stopped the listing (after an error
-/// the iterator ends).
+/// the iterator ends). Pages are fetched lazily, so taking a few keys of a
+/// large workspace costs one page.
+///
+/// ```no_run
+/// let first_ten: Vec<String> = cubby_sdk::keys().take(10).collect::<Result<_, _>>()?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Keys {
     prefix: Option<String>,

@@ -48,7 +48,7 @@ async fn main() -> Result<()> {
     println!("keys in workspace \"demo\": {}", page.keys.join(", "));
     for (id, usage) in storage.workspaces()? {
         println!(
-            "workspace {id:?}: {} keys, {} bytes",
+            "workspace {id:?}: keys {}, bytes {}",
             usage.keys, usage.bytes
         );
     }

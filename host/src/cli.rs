@@ -13,7 +13,7 @@ use crate::{Durability, Limits, Output, Runtime, Storage, StorageOptions};
 
 const NO_HOME: &str =
     "cannot find the per-user data folder (is HOME set?); pass --db PATH or --in-memory";
-const DEFAULT_DB_HELP: &str = "Database file [env: CUBBY_DB] \
+const DEFAULT_DB_HELP: &str = "Database file \
     [default: cubby.redb in the per-user data folder: $XDG_DATA_HOME/cubby or ~/.local/share/cubby \
     on Linux, ~/Library/Application Support/cubby on macOS, %APPDATA%\\cubby\\data on Windows]";
 
@@ -28,14 +28,15 @@ struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Database options")]
 struct DbArgs {
     #[arg(long, global = true, env = "CUBBY_DB", help = DEFAULT_DB_HELP, value_name = "PATH")]
     db: Option<PathBuf>,
     /// Use a fresh in-memory database that is gone when the command ends.
     #[arg(long, global = true, conflicts_with = "db")]
     in_memory: bool,
-    /// Do not fsync every commit: faster, but a power failure can lose about
-    /// the last second of writes (a process crash loses nothing).
+    /// Do not fsync every commit: faster, but a crash can lose about the last
+    /// second of writes (never corrupting the database).
     #[arg(long, global = true)]
     relaxed: bool,
     /// Skip checking every page's checksum when opening the database file
@@ -79,11 +80,13 @@ enum Command {
     /// Inspect and edit a workspace's keys.
     #[command(subcommand)]
     Kv(KvCommand),
-    /// List the workspaces that hold data, with their usage.
+    /// List the workspaces that hold data, with their usage (tab-separated:
+    /// workspace, keys, bytes of keys and values).
     Workspaces,
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Plugin options")]
 struct PluginArgs {
     /// The workspace the plugin's storage is bound to.
     #[arg(long, short, value_name = "ID")]
@@ -106,6 +109,7 @@ struct PluginArgs {
 enum KvCommand {
     /// Print the value of a key (exits with 1 if it is missing).
     Get {
+        /// The workspace.
         #[arg(long, short, value_name = "ID")]
         workspace: String,
         /// The key.
@@ -113,6 +117,7 @@ enum KvCommand {
     },
     /// Set a key to a value.
     Set {
+        /// The workspace.
         #[arg(long, short, value_name = "ID")]
         workspace: String,
         /// The key.
@@ -122,6 +127,7 @@ enum KvCommand {
     },
     /// Delete a key (exits with 1 if it was missing).
     Delete {
+        /// The workspace.
         #[arg(long, short, value_name = "ID")]
         workspace: String,
         /// The key.
@@ -129,6 +135,7 @@ enum KvCommand {
     },
     /// List keys, one per line, in byte order.
     List {
+        /// The workspace.
         #[arg(long, short, value_name = "ID")]
         workspace: String,
         /// Only keys that start with this.
@@ -194,8 +201,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Kv(kv) => kv_command(&storage, kv),
         Command::Workspaces => {
             let mut out = std::io::stdout().lock();
+            writeln!(out, "workspace\tkeys\tbytes")?;
             for (id, usage) in storage.workspaces()? {
-                writeln!(out, "{id}\t{} keys\t{} bytes", usage.keys, usage.bytes)?;
+                writeln!(out, "{id}\t{}\t{}", usage.keys, usage.bytes)?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -232,11 +232,18 @@ impl Runtime {
                     reason: error_chain(&e),
                 }
             })?;
-        let handler = PluginPre::new(pre.clone()).ok();
+        let handler = PluginPre::new(pre.clone());
         let command = CommandPre::new(pre).ok();
-        if handler.is_none() && command.is_none() {
-            return Err(LoadError::MissingExport { name });
-        }
+        let handler = match (handler, &command) {
+            (Ok(handler), _) => Some(handler),
+            (Err(_), Some(_)) => None,
+            (Err(e), None) => {
+                return Err(LoadError::MissingExport {
+                    name,
+                    reason: error_chain(&e),
+                });
+            }
+        };
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 runtime: self.clone(),
@@ -596,11 +603,13 @@ pub enum LoadError {
     },
     /// Neither entry point is exported.
     #[error(
-        "{name} exports neither `{HANDLER_EXPORT}` nor `wasi:cli/run`, so there is nothing to call"
+        "{name} exports neither `{HANDLER_EXPORT}` nor `wasi:cli/run`, so there is nothing to call ({reason})"
     )]
     MissingExport {
         /// The plugin's name.
         name: String,
+        /// What wasmtime reported about the handler export.
+        reason: String,
     },
 }
 

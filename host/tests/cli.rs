@@ -163,7 +163,7 @@ fn notes_and_kv_inspection() {
     one_line_error(env.cubby(&["kv", "delete", "-w", "c", "greeting"]));
     assert_eq!(
         ok(env.cubby(&["workspaces"])),
-        "a\t3 keys\t110 bytes\nb\t2 keys\t61 bytes\n"
+        "workspace\tkeys\tbytes\na\t3\t110\nb\t2\t61\n"
     );
 }
 

@@ -60,11 +60,12 @@ pub enum Durability {
     /// Concurrent writes share one fsync (group commit).
     #[default]
     Durable,
-    /// Commits are not fsync'd one by one; the writer makes the newest commits
-    /// durable at least once a second and on shutdown. A crash of the process
-    /// loses nothing the operating system has been handed; a power failure can
-    /// lose up to about the last second of writes, never leave a torn or
-    /// corrupt state.
+    /// Commits are not fsync'd one by one (redb `Durability::None`); the
+    /// writer makes them durable at least once a second while writes arrive,
+    /// within a second after the last one, and on shutdown. A crash of the
+    /// process or the machine can lose the writes of about the last second;
+    /// what survives is always a consistent earlier state, never torn or
+    /// corrupt.
     Relaxed,
 }
 

@@ -1,7 +1,8 @@
 //! `probe`: a test-only plugin that performs the storage call a request names
 //! and reports the result as JSON, so tests can drive any key (hostile ones
-//! included) through the real guest → host path. It also misbehaves on
-//! request: loops forever, grows memory without bound, or panics.
+//! included) through the real guest → host path, and repeats a get for the
+//! benchmark. It also misbehaves on request: loops forever, grows memory
+//! without bound, or panics.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -33,6 +34,11 @@ enum Request {
     },
     Keys {
         prefix: Option<String>,
+    },
+    /// `n` gets of one key in a loop (for the benchmark); answers the hits.
+    RepeatGet {
+        key: String,
+        n: u32,
     },
     Spin,
     Grow,
@@ -68,6 +74,11 @@ impl cubby_sdk::Plugin for Probe {
                 };
                 keys.collect::<Result<Vec<_>, _>>().map(|k| json!(k))
             }
+            Request::RepeatGet { key, n } => (0..n)
+                .try_fold(0u32, |hits, _| {
+                    cubby_sdk::get(&key).map(|v| hits + u32::from(v.is_some()))
+                })
+                .map(|hits| json!(hits)),
             Request::Spin => loop {
                 std::hint::spin_loop();
             },
