@@ -63,7 +63,7 @@ impl From<StorageError> for WitError {
             StorageError::QuotaExceeded(why) => WitError::QuotaExceeded(why),
             StorageError::InvalidCursor => WitError::InvalidCursor,
             other => {
-                tracing::error!(error = %other, "storage call failed on the host");
+                tracing::error!(error = ?other, "storage call failed on the host");
                 WitError::Internal(match other {
                     StorageError::Corrupt(_) => "stored entry is corrupt".into(),
                     _ => "storage is unavailable".into(),

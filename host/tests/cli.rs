@@ -239,6 +239,15 @@ fn a_corrupt_database_file_is_refused_and_left_alone() {
 }
 
 #[test]
+fn a_folder_given_as_database_is_an_error_naming_its_cause_once() {
+    let env = Env::new();
+    let folder = env.dir.path().to_str().unwrap();
+    let e = one_line_error(env.cubby_bare(&["--db", folder, "kv", "list", "-w", "a"]));
+    assert!(e.contains(&format!("cannot open database {folder}")), "{e}");
+    assert_eq!(e.matches("Is a directory").count(), 1, "{e}");
+}
+
+#[test]
 fn a_database_locked_by_another_process_is_a_clear_error() {
     let env = Env::new();
     ok(env.cubby(&["kv", "set", "-w", "a", "k", "v"]));

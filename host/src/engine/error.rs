@@ -4,6 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Why a database could not be opened.
+///
+/// Like every error of this crate, a variant that wraps a lower-level error
+/// names it as its `source()` rather than repeating it in its message; print
+/// the chain (e.g. anyhow's `{:#}`) to see both.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
@@ -42,7 +46,7 @@ pub enum OpenError {
         supported: u64,
     },
     /// The folder for the database could not be created.
-    #[error("cannot create folder {path} for the database: {source}")]
+    #[error("cannot create folder {path} for the database")]
     CreateDir {
         /// The folder.
         path: PathBuf,
@@ -51,7 +55,7 @@ pub enum OpenError {
         source: std::io::Error,
     },
     /// Any other failure of the storage backend while opening.
-    #[error("cannot open database {path}: {source}")]
+    #[error("cannot open database {path}")]
     Backend {
         /// The database file, or `:memory:`.
         path: PathBuf,
@@ -99,7 +103,7 @@ pub enum StorageError {
     #[error("stored entry is corrupt: {0}")]
     Corrupt(String),
     /// The storage backend (redb, the disk) failed; nothing was changed.
-    #[error("storage backend failed: {0}")]
+    #[error("storage backend failed")]
     Backend(#[source] Arc<redb::Error>),
     /// The engine's writer has stopped (the `Storage` is shutting down).
     #[error("storage engine is shut down")]

@@ -148,7 +148,7 @@ fn run(db: &redb::Database, limits: &Limits, durability: Durability, rx: Receive
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, requests = group.len(), "write group failed");
+                tracing::error!(error = ?e, requests = group.len(), "write group failed");
                 for request in group {
                     let _ = request.reply.send(Err(e.clone()));
                 }
@@ -173,7 +173,7 @@ fn flush(db: &redb::Database, pending: &mut bool, last_durable: &mut Instant) {
             *pending = false;
             *last_durable = Instant::now();
         }
-        Err(e) => tracing::error!(error = %e, "flushing relaxed commits failed"),
+        Err(e) => tracing::error!(error = ?e, "flushing relaxed commits failed"),
     }
 }
 
