@@ -1,0 +1,54 @@
+//! Durability: a write the host acknowledged survives a crash of the process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use cubby_host::{Storage, StorageOptions};
+
+#[test]
+fn acknowledged_writes_survive_a_killed_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.redb");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        acknowledged.push(line.unwrap());
+        if acknowledged.len() == 200 {
+            break;
+        }
+    }
+    // SIGKILL: no destructor, no flush, no clean shutdown of redb.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+    let ws = storage.workspace("crash").unwrap();
+    for key in &acknowledged {
+        assert_eq!(
+            ws.get(key).unwrap().as_deref(),
+            Some(key.as_bytes()),
+            "{key} was lost"
+        );
+    }
+    // The writer may have committed a few more before it died; usage must
+    // match what is actually stored.
+    let usage = ws.usage().unwrap();
+    assert!(usage.keys >= acknowledged.len() as u64);
+    let mut stored = 0;
+    let mut cursor = None;
+    loop {
+        let page = ws.list_keys(None, cursor.as_deref(), Some(1000)).unwrap();
+        stored += page.keys.len() as u64;
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(usage.keys, stored);
+}
