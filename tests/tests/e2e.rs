@@ -6,9 +6,22 @@
 
 use std::time::Duration;
 
-use cubby_host::{CallError, LoadError, Plugin, Storage, StorageOptions, Workspace};
-use cubby_tests::{guests, runtime_builder};
+use cubby_artifacts as guests;
+use cubby_host::{
+    CallError, LoadError, Output, Plugin, Runtime, RuntimeBuilder, Storage, StorageOptions,
+    Workspace,
+};
 use serde_json::{Value, json};
+
+/// A runtime builder for tests: stdout and stderr captured, and compiled
+/// components cached on disk so each is compiled once for the whole suite.
+fn runtime_builder() -> RuntimeBuilder {
+    Runtime::builder()
+        .cache_dir(guests::CACHE_DIR)
+        .stdout(Output::Capture)
+        .stderr(Output::Capture)
+        .timeout(Duration::from_secs(5))
+}
 
 fn memory_storage() -> Storage {
     Storage::in_memory(StorageOptions::default()).unwrap()
