@@ -347,7 +347,9 @@ impl Workspace {
             if ws != &*self.id || ns != &*self.namespace || !key.starts_with(prefix) {
                 break;
             }
-            if Record::decode(v.value())?.is_expired(now) {
+            // A record that does not decode is still listed (its key is
+            // fine); reading it reports the corruption.
+            if Record::decode(v.value()).is_ok_and(|r| r.is_expired(now)) {
                 continue;
             }
             if keys.len() == page_size {

@@ -414,6 +414,12 @@ fn a_malformed_stored_record_is_an_error_not_a_panic() {
     let storage = Storage::open(&path, StorageOptions::default()).unwrap();
     let ws = storage.workspace("w").unwrap();
     assert!(matches!(ws.get("bad"), Err(StorageError::Corrupt(_))));
+    assert!(matches!(ws.exists("bad"), Err(StorageError::Corrupt(_))));
+    assert_eq!(
+        all_keys(&ws),
+        vec!["bad".to_string()],
+        "listing still works"
+    );
     // It can still be overwritten or deleted, and other keys work.
     ws.set("bad", b"good").unwrap();
     assert_eq!(ws.get("bad").unwrap().unwrap(), b"good");
