@@ -447,3 +447,119 @@ fn expired_entries_are_never_returned() {
     assert_eq!(all_keys(&ws), vec!["live".to_string()]);
     assert!(!ws.delete("old").unwrap(), "an expired entry was not there");
 }
+
+/// Random sequences of operations against the engine and a `BTreeMap` model:
+/// every answer, every listing page and the usage must agree.
+mod model {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const WORKSPACES: [&str; 3] = ["a", "ab", "b"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(usize, String, Vec<u8>),
+        Delete(usize, String),
+        Get(usize, String),
+        Exists(usize, String),
+        List(usize, Option<String>, u32),
+    }
+
+    /// Short keys over an alphabet with separator-like and multi-byte
+    /// characters, so keys collide, nest as prefixes and sort unusually.
+    fn key() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop::sample::select(vec!['a', 'b', '/', '\0', 'é', '🦀']),
+            0..4,
+        )
+        .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let ws = 0..WORKSPACES.len();
+        prop_oneof![
+            4 => (ws.clone(), key(), proptest::collection::vec(any::<u8>(), 0..20))
+                .prop_map(|(w, k, v)| Op::Set(w, k, v)),
+            2 => (ws.clone(), key()).prop_map(|(w, k)| Op::Delete(w, k)),
+            2 => (ws.clone(), key()).prop_map(|(w, k)| Op::Get(w, k)),
+            1 => (ws.clone(), key()).prop_map(|(w, k)| Op::Exists(w, k)),
+            2 => (ws, proptest::option::of(key()), 0..5u32)
+                .prop_map(|(w, p, n)| Op::List(w, p, n)),
+        ]
+    }
+
+    type Model = BTreeMap<(usize, String), Vec<u8>>;
+
+    fn model_keys(model: &Model, w: usize, prefix: &str) -> Vec<String> {
+        model
+            .keys()
+            .filter(|(mw, k)| *mw == w && k.starts_with(prefix))
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn engine_matches_a_btreemap(ops in proptest::collection::vec(op(), 1..60)) {
+            let storage = Storage::in_memory(StorageOptions::default()).unwrap();
+            let handles: Vec<Workspace> =
+                WORKSPACES.iter().map(|w| storage.workspace(w).unwrap()).collect();
+            let mut model = Model::new();
+            for op in ops {
+                match op {
+                    Op::Set(w, k, v) => {
+                        let got = handles[w].set(&k, &v);
+                        if k.is_empty() {
+                            prop_assert!(matches!(got, Err(StorageError::InvalidKey(_))));
+                        } else {
+                            prop_assert!(got.is_ok());
+                            model.insert((w, k), v);
+                        }
+                    }
+                    Op::Delete(w, k) => {
+                        let got = handles[w].delete(&k);
+                        if k.is_empty() {
+                            prop_assert!(got.is_err());
+                        } else {
+                            prop_assert_eq!(got.unwrap(), model.remove(&(w, k)).is_some());
+                        }
+                    }
+                    Op::Get(w, k) if !k.is_empty() => {
+                        prop_assert_eq!(handles[w].get(&k).unwrap(), model.get(&(w, k)).cloned());
+                    }
+                    Op::Exists(w, k) if !k.is_empty() => {
+                        prop_assert_eq!(handles[w].exists(&k).unwrap(), model.contains_key(&(w, k)));
+                    }
+                    Op::Get(..) | Op::Exists(..) => {}
+                    Op::List(w, prefix, page) => {
+                        let mut listed = Vec::new();
+                        let mut cursor = None;
+                        loop {
+                            let p = handles[w].list_keys(prefix.as_deref(), cursor.as_deref(), Some(page)).unwrap();
+                            prop_assert!(p.keys.len() <= page.max(1) as usize);
+                            listed.extend(p.keys);
+                            match p.cursor {
+                                Some(c) => cursor = Some(c),
+                                None => break,
+                            }
+                        }
+                        prop_assert_eq!(listed, model_keys(&model, w, prefix.as_deref().unwrap_or("")));
+                    }
+                }
+            }
+            for (w, ws) in handles.iter().enumerate() {
+                let entries: Vec<_> = model.iter().filter(|((mw, _), _)| *mw == w).collect();
+                let bytes: usize = entries.iter().map(|((_, k), v)| k.len() + v.len()).sum();
+                prop_assert_eq!(
+                    ws.usage().unwrap(),
+                    Usage { keys: entries.len() as u64, bytes: bytes as u64 }
+                );
+            }
+        }
+    }
+}
