@@ -4,6 +4,15 @@
 
 use super::*;
 
+/// Writes to the database file at `path` with raw redb, behind the engine's
+/// back.
+fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    f(&txn);
+    txn.commit().unwrap();
+}
+
 fn mem() -> Storage {
     Storage::in_memory(StorageOptions::default()).unwrap()
 }
@@ -363,15 +372,12 @@ fn unknown_schema_and_foreign_databases_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.redb");
     drop(Storage::open(&path, StorageOptions::default()).unwrap());
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
+    tamper(&path, |txn| {
         txn.open_table(META)
             .unwrap()
             .insert(META_SCHEMA, 99)
             .unwrap();
-        txn.commit().unwrap();
-    }
+    });
     let err = Storage::open(&path, StorageOptions::default()).unwrap_err();
     assert!(
         matches!(
@@ -386,13 +392,10 @@ fn unknown_schema_and_foreign_databases_are_refused() {
     );
 
     let foreign = dir.path().join("foreign.redb");
-    {
-        let db = redb::Database::create(&foreign).unwrap();
-        let txn = db.begin_write().unwrap();
+    tamper(&foreign, |txn| {
         let def: TableDefinition<&str, &str> = TableDefinition::new("something_else");
         txn.open_table(def).unwrap().insert("a", "b").unwrap();
-        txn.commit().unwrap();
-    }
+    });
     let err = Storage::open(&foreign, StorageOptions::default()).unwrap_err();
     assert!(matches!(err, OpenError::NotCubby { .. }), "{err}");
 }
@@ -402,15 +405,12 @@ fn a_malformed_stored_record_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.redb");
     drop(Storage::open(&path, StorageOptions::default()).unwrap());
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
+    tamper(&path, |txn| {
         txn.open_table(ENTRIES)
             .unwrap()
             .insert(("w", "", "bad"), &b"\x01short"[..])
             .unwrap();
-        txn.commit().unwrap();
-    }
+    });
     let storage = Storage::open(&path, StorageOptions::default()).unwrap();
     let ws = storage.workspace("w").unwrap();
     assert!(matches!(ws.get("bad"), Err(StorageError::Corrupt(_))));
