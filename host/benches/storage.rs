@@ -91,7 +91,7 @@ async fn main() {
 
     let storage = Storage::open(dir.path().join("cubby.redb"), StorageOptions::default()).unwrap();
     let ws = storage.workspace("w").unwrap();
-    ws.set("key", &value).unwrap();
+    ws.set("key", value).unwrap();
 
     let (base, engine) = versus(ROUNDS, raw_get, || {
         timed(GETS, || drop(std::hint::black_box(ws.get("key").unwrap())))
@@ -158,7 +158,7 @@ async fn main() {
         },
         || {
             timed(WRITES, || {
-                ws.set(&format!("k{}", fastish_id()), &value).unwrap()
+                ws.set(&format!("k{}", fastish_id()), value).unwrap()
             })
         },
     );

@@ -240,7 +240,7 @@ fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
             value,
         } => {
             let value = read_arg(&value)?;
-            storage.workspace(&workspace)?.set(&key, &value)?;
+            storage.workspace(&workspace)?.set(&key, value)?;
         }
         KvCommand::Delete { workspace, key } => {
             if !storage.workspace(&workspace)?.delete(&key)? {
@@ -254,18 +254,8 @@ fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
         } => {
             let ws = storage.workspace(&workspace)?;
             let mut out = std::io::stdout().lock();
-            let mut left = limit.unwrap_or(usize::MAX);
-            let mut cursor = None;
-            while left > 0 {
-                let page = ws.list_keys(prefix.as_deref(), cursor.as_deref(), None)?;
-                for key in page.keys.iter().take(left) {
-                    writeln!(out, "{}", printable(key))?;
-                }
-                left = left.saturating_sub(page.keys.len());
-                match page.cursor {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
+            for key in ws.keys(prefix.as_deref()).take(limit.unwrap_or(usize::MAX)) {
+                writeln!(out, "{}", printable(&key?))?;
             }
         }
     }

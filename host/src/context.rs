@@ -81,7 +81,7 @@ impl Host for StorageCtx {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> WitResult<()> {
-        Ok(self.workspace.set(&key, &value).map_err(Into::into))
+        Ok(self.workspace.set(&key, value).map_err(Into::into))
     }
 
     fn delete(&mut self, key: String) -> WitResult<bool> {

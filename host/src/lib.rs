@@ -37,9 +37,15 @@ mod runtime;
 
 pub use context::{StorageCtx, add_to_linker};
 pub use engine::{
-    Durability, KeyPage, Limits, OpenError, SCHEMA_VERSION, Storage, StorageError, StorageOptions,
-    Usage, Workspace,
+    Durability, KeyPage, Keys, Limits, OpenError, SCHEMA_VERSION, Storage, StorageError,
+    StorageOptions, Usage, Workspace,
 };
 pub use runtime::{
     CallError, LoadError, Output, Plugin, RunOutput, Runtime, RuntimeBuilder, RuntimeError,
 };
+
+/// The per-user folders Cubby uses by default (data: the database; cache:
+/// compiled plugins). `None` when the platform has no home folder.
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "cubby")
+}

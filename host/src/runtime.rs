@@ -163,7 +163,7 @@ impl Runtime {
     /// (`$XDG_CACHE_HOME/cubby` or `~/.cache/cubby` on Linux). `None` when the
     /// platform has no home folder.
     pub fn default_cache_dir() -> Option<PathBuf> {
-        directories::ProjectDirs::from("", "", "cubby").map(|d| d.cache_dir().to_path_buf())
+        crate::project_dirs().map(|d| d.cache_dir().to_path_buf())
     }
 
     /// A builder with the default limits.
@@ -307,21 +307,16 @@ impl Runtime {
                 requested,
             };
         }
-        if matches!(
-            e.downcast_ref::<wasmtime::Trap>(),
-            Some(wasmtime::Trap::Interrupt)
-        ) {
-            return CallError::Timeout {
-                limit: self.inner.config.timeout,
-            };
-        }
         // The full error carries the guest's wasm backtrace over many lines:
         // useful to a plugin author, so it is logged; the caller gets one line.
         tracing::debug!(plugin_error = ?e, "plugin call failed");
-        CallError::Trap(match e.downcast_ref::<wasmtime::Trap>() {
-            Some(trap) => trap.to_string(),
-            None => e.root_cause().to_string(),
-        })
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => CallError::Timeout {
+                limit: self.inner.config.timeout,
+            },
+            Some(trap) => CallError::Trap(trap.to_string()),
+            None => CallError::Trap(e.root_cause().to_string()),
+        }
     }
 }
 

@@ -46,16 +46,7 @@ async fn probe(plugin: &Plugin, ws: &Workspace, request: Value) -> Value {
 }
 
 fn all_keys(ws: &Workspace) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = ws.list_keys(None, cursor.as_deref(), None).unwrap();
-        keys.extend(page.keys);
-        match page.cursor {
-            Some(c) => cursor = Some(c),
-            None => return keys,
-        }
-    }
+    ws.keys(None).collect::<Result<_, _>>().unwrap()
 }
 
 #[tokio::test]

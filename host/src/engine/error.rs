@@ -110,21 +110,6 @@ pub enum StorageError {
     Closed,
 }
 
-impl StorageError {
-    /// Whether the error was caused by the caller's arguments (as opposed to a
-    /// host-side failure).
-    pub fn is_caller_error(&self) -> bool {
-        matches!(
-            self,
-            Self::InvalidKey(_)
-                | Self::ValueTooLarge { .. }
-                | Self::QuotaExceeded(_)
-                | Self::InvalidCursor
-                | Self::InvalidWorkspace { .. }
-        )
-    }
-}
-
 macro_rules! backend_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StorageError {

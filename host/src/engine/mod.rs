@@ -166,7 +166,7 @@ impl Storage {
             .set_check_integrity_on_open(options.verify_on_open)
             .create(path)
             .map_err(|e| open_error(path, e))?;
-        Self::start(db, path, options.durability, options)
+        Self::start(db, path, options)
     }
 
     /// The default database file: `cubby.redb` in the per-user data folder
@@ -174,33 +174,29 @@ impl Storage {
     /// `~/Library/Application Support/cubby` on macOS, `%APPDATA%\cubby\data`
     /// on Windows). `None` when the platform has no home folder.
     pub fn default_path() -> Option<PathBuf> {
-        directories::ProjectDirs::from("", "", "cubby").map(|d| d.data_dir().join("cubby.redb"))
+        crate::project_dirs().map(|d| d.data_dir().join("cubby.redb"))
     }
 
     /// Creates an empty database that lives in memory and is gone when the
     /// last clone of this `Storage` is dropped.
-    pub fn in_memory(options: StorageOptions) -> Result<Self, OpenError> {
+    pub fn in_memory(mut options: StorageOptions) -> Result<Self, OpenError> {
         let path = Path::new(":memory:");
         let db = redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| open_error(path, e))?;
-        Self::start(db, path, Durability::Durable, options)
+        // Nothing is fsync'd in memory; relaxed commits would only delay the
+        // freeing of pages.
+        options.durability = Durability::Durable;
+        Self::start(db, path, options)
     }
 
-    fn start(
-        db: redb::Database,
-        path: &Path,
-        durability: Durability,
-        options: StorageOptions,
-    ) -> Result<Self, OpenError> {
+    fn start(db: redb::Database, path: &Path, options: StorageOptions) -> Result<Self, OpenError> {
         init_schema(&db, path)?;
         let db = Arc::new(db);
-        let writer =
-            Writer::spawn(db.clone(), options.limits.clone(), durability).map_err(|source| {
-                OpenError::Backend {
-                    path: path.to_path_buf(),
-                    source: redb::Error::Io(source),
-                }
+        let writer = Writer::spawn(db.clone(), options.limits.clone(), options.durability)
+            .map_err(|source| OpenError::Backend {
+                path: path.to_path_buf(),
+                source: redb::Error::Io(source),
             })?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -293,9 +289,11 @@ impl Workspace {
     }
 
     /// Stores `value` under `key`, replacing any previous value. Returns once
-    /// the write is committed.
-    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+    /// the write is committed. An owned `Vec<u8>` is handed to the writer
+    /// without a copy.
+    pub fn set(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), StorageError> {
         self.storage.check_key(key)?;
+        let value = value.into();
         let limit = self.storage.inner.limits.max_value_bytes;
         if value.len() > limit {
             return Err(StorageError::ValueTooLarge {
@@ -305,7 +303,7 @@ impl Workspace {
         }
         let op = WriteOp::Set {
             key: key.to_owned(),
-            value: value.to_vec(),
+            value,
         };
         self.write(op).map(|_| ())
     }
@@ -364,6 +362,30 @@ impl Workspace {
         Ok(KeyPage { keys, cursor })
     }
 
+    /// Every key (or every key starting with `prefix`) in ascending byte
+    /// order, fetched a page of the default size at a time. After an error the
+    /// iterator ends.
+    ///
+    /// ```
+    /// # use cubby_host::{Storage, StorageOptions};
+    /// # fn main() -> anyhow::Result<()> {
+    /// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
+    /// ws.set("user/ada", b"1")?;
+    /// ws.set("user/bob", b"2")?;
+    /// let users: Vec<String> = ws.keys(Some("user/")).collect::<Result<_, _>>()?;
+    /// assert_eq!(users, ["user/ada", "user/bob"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn keys(&self, prefix: Option<&str>) -> Keys<'_> {
+        Keys {
+            workspace: self,
+            prefix: prefix.map(str::to_owned),
+            cursor: None,
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+
     /// The workspace's current usage.
     pub fn usage(&self) -> Result<Usage, StorageError> {
         let txn = self.storage.inner.db.begin_read()?;
@@ -398,6 +420,45 @@ impl Workspace {
             .inner
             .writer
             .submit(self.id.clone(), self.namespace.clone(), op)
+    }
+}
+
+/// An iterator over a workspace's keys; see [`Workspace::keys`].
+#[derive(Debug)]
+pub struct Keys<'a> {
+    workspace: &'a Workspace,
+    prefix: Option<String>,
+    cursor: Option<String>,
+    page: std::vec::IntoIter<String>,
+    done: bool,
+}
+
+impl Iterator for Keys<'_> {
+    type Item = Result<String, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(key) = self.page.next() {
+                return Some(Ok(key));
+            }
+            if self.done {
+                return None;
+            }
+            match self
+                .workspace
+                .list_keys(self.prefix.as_deref(), self.cursor.as_deref(), None)
+            {
+                Ok(page) => {
+                    self.done = page.cursor.is_none();
+                    self.cursor = page.cursor;
+                    self.page = page.keys.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
     }
 }
 
@@ -437,44 +498,26 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
+/// The one mapping from redb's errors at open time to [`OpenError`].
+fn open_error(path: &Path, e: impl Into<redb::Error>) -> OpenError {
     let path = path.to_path_buf();
-    match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked { path },
-        redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
-            OpenError::Corrupt { path, reason }
-        }
-        redb::DatabaseError::Storage(redb::StorageError::Io(io))
-            if io.kind() == std::io::ErrorKind::InvalidData =>
-        {
-            OpenError::Corrupt {
-                path,
-                reason: io.to_string(),
-            }
-        }
-        redb::DatabaseError::UpgradeRequired(v) => OpenError::Corrupt {
+    match e.into() {
+        redb::Error::DatabaseAlreadyOpen => OpenError::Locked { path },
+        redb::Error::Corrupted(reason) => OpenError::Corrupt { path, reason },
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => OpenError::Corrupt {
+            path,
+            reason: io.to_string(),
+        },
+        redb::Error::UpgradeRequired(v) => OpenError::Corrupt {
             path,
             reason: format!("written in redb file format {v}, which this build cannot read"),
         },
-        other => OpenError::Backend {
-            path,
-            source: other.into(),
-        },
+        source => OpenError::Backend { path, source },
     }
 }
 
 /// Creates the tables of a new database, or checks the schema of an existing one.
 fn init_schema(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
-    let backend = |e: redb::Error| match e {
-        redb::Error::Corrupted(reason) => OpenError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        },
-        source => OpenError::Backend {
-            path: path.to_path_buf(),
-            source,
-        },
-    };
     let run = || -> Result<Result<(), OpenError>, redb::Error> {
         let txn = db.begin_write()?;
         let has_tables = txn.list_tables()?.next().is_some();
@@ -509,7 +552,7 @@ fn init_schema(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
     };
     // An early return above drops `txn`, which aborts it: a refused file is
     // left exactly as it was.
-    run().map_err(backend)?
+    run().map_err(|e| open_error(path, e))?
 }
 
 #[cfg(test)]

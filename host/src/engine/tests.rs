@@ -24,16 +24,7 @@ fn with_limits(f: impl FnOnce(&mut Limits)) -> Storage {
 }
 
 fn all_keys(ws: &Workspace) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = ws.list_keys(None, cursor.as_deref(), Some(7)).unwrap();
-        keys.extend(page.keys);
-        match page.cursor {
-            Some(c) => cursor = Some(c),
-            None => return keys,
-        }
-    }
+    ws.keys(None).collect::<Result<_, _>>().unwrap()
 }
 
 #[test]
@@ -114,10 +105,10 @@ fn invalid_keys_and_values_are_typed_errors_and_write_nothing() {
         Err(StorageError::InvalidKey(_))
     ));
     assert!(matches!(
-        ws.set("k", &[0; 17]),
+        ws.set("k", [0; 17]),
         Err(StorageError::ValueTooLarge { len: 17, limit: 16 })
     ));
-    ws.set("12345678", &[0; 16]).unwrap();
+    ws.set("12345678", [0; 16]).unwrap();
     assert_eq!(all_keys(&ws), vec!["12345678".to_string()]);
     assert_eq!(ws.usage().unwrap(), Usage { keys: 1, bytes: 24 });
 }
@@ -341,7 +332,7 @@ fn damaged_database_files_are_errors_not_panics() {
         let storage = Storage::open(&path, StorageOptions::default()).unwrap();
         let ws = storage.workspace("w").unwrap();
         for i in 0..200 {
-            ws.set(&format!("key-{i}"), &[i as u8; 300]).unwrap();
+            ws.set(&format!("key-{i}"), [i as u8; 300]).unwrap();
         }
     }
     let clean = std::fs::read(&path).unwrap();
@@ -513,7 +504,7 @@ mod model {
             for op in ops {
                 match op {
                     Op::Set(w, k, v) => {
-                        let got = handles[w].set(&k, &v);
+                        let got = handles[w].set(&k, v.as_slice());
                         if k.is_empty() {
                             prop_assert!(matches!(got, Err(StorageError::InvalidKey(_))));
                         } else {

@@ -108,14 +108,18 @@ impl Drop for Writer {
 }
 
 fn run(db: &redb::Database, limits: &Limits, durability: Durability, rx: Receiver<Request>) {
-    let mut last_durable = Instant::now();
+    // Relaxed mode only: when the last durable commit (or flush attempt) was
+    // made, and whether non-durable commits have been made since.
+    let mut last_flush = Instant::now();
     let mut pending_flush = false;
     loop {
         let first = if pending_flush {
-            match rx.recv_timeout(RELAXED_FLUSH.saturating_sub(last_durable.elapsed())) {
+            match rx.recv_timeout(RELAXED_FLUSH.saturating_sub(last_flush.elapsed())) {
                 Ok(request) => request,
                 Err(RecvTimeoutError::Timeout) => {
-                    flush(db, &mut pending_flush, &mut last_durable);
+                    // A failed flush is retried a second later, not at once.
+                    pending_flush = !flush(db);
+                    last_flush = Instant::now();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -133,15 +137,13 @@ fn run(db: &redb::Database, limits: &Limits, durability: Durability, rx: Receive
                 Err(_) => break,
             }
         }
-        let durable = durability == Durability::Durable || last_durable.elapsed() >= RELAXED_FLUSH;
+        let durable = durability == Durability::Durable || last_flush.elapsed() >= RELAXED_FLUSH;
         match commit_group(db, limits, &group, durable) {
             Ok(results) => {
                 if durable {
-                    last_durable = Instant::now();
-                    pending_flush = false;
-                } else {
-                    pending_flush = true;
+                    last_flush = Instant::now();
                 }
+                pending_flush = !durable;
                 for (request, result) in group.into_iter().zip(results) {
                     // The caller may have gone away; its write is committed.
                     let _ = request.reply.send(result);
@@ -156,25 +158,23 @@ fn run(db: &redb::Database, limits: &Limits, durability: Durability, rx: Receive
         }
     }
     if pending_flush {
-        flush(db, &mut pending_flush, &mut last_durable);
+        flush(db);
     }
 }
 
-/// Makes every earlier non-durable commit durable (an empty durable commit).
-fn flush(db: &redb::Database, pending: &mut bool, last_durable: &mut Instant) {
+/// Makes every earlier non-durable commit durable (an empty durable commit);
+/// returns whether that worked.
+fn flush(db: &redb::Database) -> bool {
     let result = (|| -> Result<(), StorageError> {
         let mut txn = db.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)?;
         txn.commit()?;
         Ok(())
     })();
-    match result {
-        Ok(()) => {
-            *pending = false;
-            *last_durable = Instant::now();
-        }
-        Err(e) => tracing::error!(error = ?e, "flushing relaxed commits failed"),
+    if let Err(e) = &result {
+        tracing::error!(error = ?e, "flushing relaxed commits failed");
     }
+    result.is_ok()
 }
 
 struct Tables<'t> {
@@ -248,11 +248,16 @@ fn apply(
         }
     });
     let (keys, bytes) = t.usage.get(ws)?.map_or((0, 0), |g| g.value());
-    let (old_keys, old_bytes) = old.as_ref().map_or((0, 0), |o| (1, o.bytes));
-    match &request.op {
+    // The workspace's usage once the old entry, if any, is gone.
+    let (base_keys, base_bytes) = match &old {
+        Some(old) => (keys.saturating_sub(1), bytes.saturating_sub(old.bytes)),
+        None => (keys, bytes),
+    };
+    // Check everything before writing anything.
+    let write = match &request.op {
         WriteOp::Set { value, .. } => {
-            let new_keys = keys - old_keys.min(keys) + 1;
-            let new_bytes = bytes - old_bytes.min(bytes) + key.len() as u64 + value.len() as u64;
+            let new_keys = base_keys + 1;
+            let new_bytes = base_bytes + key.len() as u64 + value.len() as u64;
             if new_keys > keys && new_keys > limits.max_keys_per_workspace {
                 return Ok(Err(StorageError::QuotaExceeded(format!(
                     "the workspace holds {keys} keys, the limit is {}",
@@ -265,31 +270,27 @@ fn apply(
                     limits.max_bytes_per_workspace
                 ))));
             }
-            if let Some(at) = old.as_ref().and_then(|o| o.expires_at_ms) {
-                t.expiry.remove((at, ws, ns, key))?;
-            }
+            Some((value, (new_keys, new_bytes)))
+        }
+        WriteOp::Delete { .. } if old.is_none() => return Ok(Ok(WriteOutcome::Deleted(false))),
+        WriteOp::Delete { .. } => None,
+    };
+    if let Some(at) = old.as_ref().and_then(|o| o.expires_at_ms) {
+        t.expiry.remove((at, ws, ns, key))?;
+    }
+    match write {
+        Some((value, usage)) => {
             let version = t.next_version;
             t.next_version += 1;
-            t.entries.insert(
-                (ws, ns, key),
-                Record::encode(version, None, value).as_slice(),
-            )?;
-            t.usage.insert(ws, (new_keys, new_bytes))?;
+            let record = Record::encode(version, None, value);
+            t.entries.insert((ws, ns, key), record.as_slice())?;
+            t.usage.insert(ws, usage)?;
             Ok(Ok(WriteOutcome::Stored))
         }
-        WriteOp::Delete { .. } => {
-            let Some(old) = old else {
-                return Ok(Ok(WriteOutcome::Deleted(false)));
-            };
-            if let Some(at) = old.expires_at_ms {
-                t.expiry.remove((at, ws, ns, key))?;
-            }
+        None => {
             t.entries.remove((ws, ns, key))?;
-            t.usage.insert(
-                ws,
-                (keys.saturating_sub(1), bytes.saturating_sub(old.bytes)),
-            )?;
-            Ok(Ok(WriteOutcome::Deleted(old.live)))
+            t.usage.insert(ws, (base_keys, base_bytes))?;
+            Ok(Ok(WriteOutcome::Deleted(old.is_some_and(|o| o.live))))
         }
     }
 }
