@@ -298,6 +298,19 @@ async fn a_plugin_that_eats_memory_is_stopped_at_the_limit_and_the_host_keeps_se
 }
 
 #[tokio::test]
+async fn a_plugin_has_no_files_environment_or_network() {
+    let storage = memory_storage();
+    let probe_plugin = load(guests::PROBE).await;
+    let ws = storage.workspace("w").unwrap();
+    // A real listener, so that a connection would succeed if the policy let it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert!(std::env::vars().count() > 0, "the host has an environment");
+    let r = probe(&probe_plugin, &ws, json!({"op":"ambient","port":port})).await;
+    assert_eq!(r, json!({"ok": {"files": false, "env": 0, "tcp": false}}));
+}
+
+#[tokio::test]
 async fn a_panicking_plugin_is_a_trap_error_that_ends_only_that_call() {
     let storage = memory_storage();
     let probe_plugin = load(guests::PROBE).await;

@@ -1,8 +1,8 @@
 //! `probe`: a test-only plugin that performs the storage call a request names
 //! and reports the result as JSON, so tests can drive any key (hostile ones
 //! included) through the real guest → host path, and repeats a get for the
-//! benchmark. It also misbehaves on request: loops forever, grows memory
-//! without bound, or panics.
+//! benchmark. It also probes the sandbox and misbehaves on request: loops
+//! forever, grows memory without bound, or panics.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,6 +39,11 @@ enum Request {
     RepeatGet {
         key: String,
         n: u32,
+    },
+    /// Tries the ambient authority a plugin must not have: the host's files,
+    /// its environment, and a TCP connection to `port` on loopback.
+    Ambient {
+        port: u16,
     },
     Spin,
     Grow,
@@ -79,6 +84,11 @@ impl cubby_sdk::Plugin for Probe {
                     cubby_sdk::get(&key).map(|v| hits + u32::from(v.is_some()))
                 })
                 .map(|hits| json!(hits)),
+            Request::Ambient { port } => Ok(json!({
+                "files": std::fs::read_dir("/").is_ok() || std::fs::read("/etc/hostname").is_ok(),
+                "env": std::env::vars().count(),
+                "tcp": std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            })),
             Request::Spin => loop {
                 std::hint::spin_loop();
             },
