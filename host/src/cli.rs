@@ -4,9 +4,9 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{Durability, Limits, Output, Runtime, Storage, StorageOptions};
@@ -47,8 +47,9 @@ struct DbArgs {
     #[arg(long, global = true, value_name = "BYTES", default_value_t = Limits::default().max_key_bytes)]
     max_key_bytes: usize,
     /// Largest value (e.g. 1MiB, 4096).
-    #[arg(long, global = true, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
-    max_value_size: u64,
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size,
+          default_value_t = ByteSize::b(Limits::default().max_value_bytes as u64))]
+    max_value_size: ByteSize,
     /// Largest page a plugin may ask for when listing keys.
     #[arg(long, global = true, value_name = "N", default_value_t = Limits::default().max_page_size)]
     max_page_size: u32,
@@ -92,11 +93,12 @@ struct PluginArgs {
     #[arg(long, short, value_name = "ID")]
     workspace: String,
     /// Longest time the plugin may run (e.g. 500ms, 10s).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = Runtime::DEFAULT_TIMEOUT.into())]
+    timeout: humantime::Duration,
     /// Most linear memory the plugin may use (e.g. 64MiB).
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
-    max_memory: u64,
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          default_value_t = ByteSize::b(Runtime::DEFAULT_MAX_MEMORY_BYTES as u64))]
+    max_memory: ByteSize,
     /// Folder for compiled plugins [default: the per-user cache folder, e.g. ~/.cache/cubby].
     #[arg(long, value_name = "DIR", env = "CUBBY_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -266,7 +268,7 @@ fn open_storage(args: &DbArgs) -> Result<Storage> {
     let mut options = StorageOptions::default();
     options.limits.max_key_bytes = args.max_key_bytes;
     options.limits.max_value_bytes =
-        usize::try_from(args.max_value_size).context("--max-value-size is too large")?;
+        usize::try_from(args.max_value_size.as_u64()).context("--max-value-size is too large")?;
     options.limits.max_page_size = args.max_page_size;
     options.verify_on_open = !args.no_verify;
     if args.relaxed {
@@ -284,8 +286,10 @@ fn open_storage(args: &DbArgs) -> Result<Storage> {
 
 fn runtime(opts: &PluginArgs, inherit_stdin: bool) -> Result<Runtime> {
     let mut builder = Runtime::builder()
-        .timeout(opts.timeout)
-        .max_memory_bytes(usize::try_from(opts.max_memory).context("--max-memory is too large")?)
+        .timeout(opts.timeout.into())
+        .max_memory_bytes(
+            usize::try_from(opts.max_memory.as_u64()).context("--max-memory is too large")?,
+        )
         .stdout(Output::Inherit)
         .stderr(Output::Inherit)
         .inherit_stdin(inherit_stdin);
@@ -341,8 +345,7 @@ fn printable(key: &str) -> String {
     }
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    s.parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
+fn parse_size(s: &str) -> Result<ByteSize, String> {
+    s.parse::<ByteSize>()
         .map_err(|e| format!("{e} (try a number of bytes or e.g. 64MiB)"))
 }

@@ -159,6 +159,11 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
+    /// The default wall-clock limit of one call.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The default linear-memory limit of one instance, in bytes.
+    pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
+
     /// The default folder for the compilation cache: the per-user cache folder
     /// (`$XDG_CACHE_HOME/cubby` or `~/.cache/cubby` on Linux). `None` when the
     /// platform has no home folder.
@@ -169,8 +174,8 @@ impl Runtime {
     /// A builder with the default limits.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
-            max_memory_bytes: 64 << 20,
-            timeout: Duration::from_secs(10),
+            max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
+            timeout: Self::DEFAULT_TIMEOUT,
             stdout: Output::Discard,
             stderr: Output::Discard,
             inherit_stdin: false,
