@@ -158,7 +158,7 @@ async fn main() {
         },
         || {
             timed(WRITES, || {
-                ws.set(&format!("k{}", fastish_id()), value).unwrap()
+                ws.set(&format!("k{}", fastish_id()), value).unwrap();
             })
         },
     );

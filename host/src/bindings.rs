@@ -12,4 +12,4 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use cubby::storage::storage::{Error as WitError, KeyPage as WitKeyPage};
+pub use cubby::storage::storage::Error as WitError;

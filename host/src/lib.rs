@@ -37,8 +37,10 @@ mod runtime;
 
 pub use context::{StorageCtx, add_to_linker};
 pub use engine::{
-    Durability, KeyPage, Keys, Limits, OpenError, SCHEMA_VERSION, Storage, StorageError,
-    StorageOptions, Usage, Workspace,
+    Action, Cleared, Clock, Condition, Durability, Entry, KeyPage, Keys, Limits,
+    MAX_NAMESPACE_BYTES, ManualClock, Namespace, Op, OpenError, Outcome, PruneReport, Quota,
+    SCHEMA_VERSION, Storage, StorageError, StorageOptions, SystemClock, Usage, Workspace,
+    WriteOptions,
 };
 pub use runtime::{
     CallError, LoadError, Output, Plugin, RunOutput, Runtime, RuntimeBuilder, RuntimeError,

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::types::Entry;
+
 /// Why a database could not be opened.
 ///
 /// Like every error of this crate, a variant that wraps a lower-level error
@@ -86,9 +88,39 @@ pub enum StorageError {
     /// The write would take the workspace past a quota; nothing was written.
     #[error("quota exceeded: {0}")]
     QuotaExceeded(String),
-    /// A listing cursor that the engine did not hand out for this prefix.
+    /// A namespace name longer than 128 bytes.
+    #[error("invalid namespace: {0}")]
+    InvalidNamespace(String),
+    /// A listing cursor that the engine did not hand out for this listing.
     #[error("invalid cursor")]
     InvalidCursor,
+    /// `increment` found a stored value that is not a counter (decimal ASCII
+    /// in the range of `i64`).
+    #[error("the stored value is not a counter")]
+    NotACounter,
+    /// `increment` would take the counter outside the range of `i64`.
+    #[error("the counter would overflow")]
+    Overflow,
+    /// A batch with more operations than [`Limits::max_batch_ops`](crate::Limits).
+    #[error("{len} operations in one batch, the limit is {limit}")]
+    TooManyOperations {
+        /// Operations in the batch.
+        len: usize,
+        /// The limit.
+        limit: u32,
+    },
+    /// A precondition did not hold; nothing was written.
+    #[error("condition of operation {index} does not hold")]
+    Conflict {
+        /// Which operation of the batch (0 for a single-key call).
+        index: usize,
+        /// What is stored under that key now.
+        current: Option<Entry>,
+    },
+    /// Any other argument the engine cannot accept (such as a zero
+    /// time-to-live).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// A workspace id that is empty, too long, or has characters outside
     /// `A-Z a-z 0-9 - _ . :`.
     #[error("invalid workspace id {id:?}: {reason}")]

@@ -1,5 +1,7 @@
 //! Limits the engine enforces on every workspace.
 
+use super::types::Quota;
+
 /// Limits on keys, values, listings and per-workspace usage.
 ///
 /// Every limit is checked before anything is written; exceeding one is a typed
@@ -21,10 +23,14 @@ pub struct Limits {
     pub default_page_size: u32,
     /// Largest page of a listing; larger requests are clamped. Default 1000.
     pub max_page_size: u32,
-    /// Most keys one workspace may hold. Default 1,000,000.
+    /// Most keys one workspace may hold, unless the host sets another quota
+    /// for it. Default 1,000,000.
     pub max_keys_per_workspace: u64,
-    /// Most bytes (keys plus values) one workspace may hold. Default 1 GiB.
+    /// Most bytes (keys plus values) one workspace may hold, unless the host
+    /// sets another quota for it. Default 1 GiB.
     pub max_bytes_per_workspace: u64,
+    /// Most operations in one batch or transaction. Default 1000.
+    pub max_batch_ops: u32,
 }
 
 impl Default for Limits {
@@ -36,11 +42,20 @@ impl Default for Limits {
             max_page_size: 1000,
             max_keys_per_workspace: 1_000_000,
             max_bytes_per_workspace: 1024 * 1024 * 1024,
+            max_batch_ops: 1000,
         }
     }
 }
 
 impl Limits {
+    /// The quota of a workspace without an override.
+    pub fn default_quota(&self) -> Quota {
+        Quota {
+            max_keys: self.max_keys_per_workspace,
+            max_bytes: self.max_bytes_per_workspace,
+        }
+    }
+
     /// The page size to use for a requested `limit`: the default when none,
     /// at least 1, at most `max_page_size`.
     pub fn page_size(&self, requested: Option<u32>) -> usize {

@@ -1,18 +1,22 @@
 //! The storage engine: a redb database shared by all plugin instances, and the
-//! [`Workspace`] handle through which one tenant's data is reached.
+//! [`Workspace`] and [`Namespace`] handles through which one tenant's data is
+//! reached.
 //!
 //! This layer knows nothing of WebAssembly. Its calls block (reads briefly,
 //! writes until committed); async callers run them on a blocking thread.
 //!
-//! # Data model
+//! # Data model (schema version 2)
 //! - `entries`: `(workspace, namespace, key)` → record (see `record.rs`). The
 //!   key is a redb tuple, so no two distinct triples can alias, whatever bytes
-//!   they hold. The namespace `""` is the workspace's default space; named
-//!   namespaces are reserved for a later version.
-//! - `usage`: `workspace` → `(keys, bytes)`, updated in the same transaction as
-//!   every write, so quotas are checked exactly and before anything is written.
-//! - `expiry`: `(expires_at_ms, workspace, namespace, key)` → `()`, the index a
-//!   sweeper walks to delete expired entries without a full scan.
+//!   they hold. The namespace `""` is the workspace's default space.
+//! - `usage`: `workspace` → `(keys, bytes)` and `namespace_usage`:
+//!   `(workspace, namespace)` → `(keys, bytes)`, updated in the same
+//!   transaction as every write, so quotas are checked exactly and before
+//!   anything is written. They count every stored record, including expired
+//!   ones not swept yet; what the API reports subtracts those.
+//! - `expiry`: `(workspace, expires_at_ms, namespace, key)` → bytes, the index
+//!   through which the sweeper finds expired entries, per workspace, without
+//!   a full scan.
 //! - `meta`: the schema version and the next entry version.
 //!
 //! # Writes and durability
@@ -20,36 +24,52 @@
 //! arrive while it is busy into one transaction and one commit (group commit)
 //! and answers each request only after that commit. See [`Durability`].
 
+mod clock;
 mod error;
 mod limits;
 mod record;
+mod types;
+mod workspace;
 mod writer;
 
-use std::ops::Bound;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{OpenError, StorageError};
 pub use limits::Limits;
-use record::Record;
-use writer::{WriteOp, WriteOutcome, Writer};
+use record::{Record, stored_value_len};
+pub use types::{
+    Action, Cleared, Condition, Entry, KeyPage, Op, Outcome, PruneReport, Quota, Usage,
+    WriteOptions,
+};
+pub use workspace::{Keys, Namespace, Workspace};
+use writer::{Done, Shared, Work, Writer};
 
-/// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The schema version this build reads and writes. Version 1 files (Cubby
+/// 0.1) are upgraded in place when opened.
+pub const SCHEMA_VERSION: u64 = 2;
 
 type EntryKey = (&'static str, &'static str, &'static str);
+type ExpiryKey = (&'static str, u64, &'static str, &'static str);
 const ENTRIES: TableDefinition<EntryKey, &[u8]> = TableDefinition::new("cubby_entries");
 const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("cubby_usage");
-const EXPIRY: TableDefinition<(u64, &str, &str, &str), ()> = TableDefinition::new("cubby_expiry");
+const NS_USAGE: TableDefinition<(&str, &str), (u64, u64)> =
+    TableDefinition::new("cubby_namespace_usage");
+const EXPIRY: TableDefinition<ExpiryKey, u64> = TableDefinition::new("cubby_expiry_by_workspace");
+/// Schema 1's expiry index, keyed by time first; never written by 0.1.
+const EXPIRY_V1: TableDefinition<(u64, &str, &str, &str), ()> =
+    TableDefinition::new("cubby_expiry");
 const META: TableDefinition<&str, u64> = TableDefinition::new("cubby_meta");
 const META_SCHEMA: &str = "schema_version";
 const META_NEXT_VERSION: &str = "next_version";
-/// The default space of a workspace.
-const DEFAULT_NAMESPACE: &str = "";
 const MAX_WORKSPACE_ID: usize = 128;
+/// Longest namespace name, in bytes.
+pub const MAX_NAMESPACE_BYTES: usize = 128;
 
 /// When an acknowledged write reaches the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,6 +103,15 @@ pub struct StorageOptions {
     /// it, such damage may only show up later, possibly as a panic inside
     /// redb.
     pub verify_on_open: bool,
+    /// Per-workspace quotas that replace the defaults in `limits`; change
+    /// them later with [`Storage::set_quota`].
+    pub quotas: HashMap<String, Quota>,
+    /// The clock that expiry is measured by (default: the system clock).
+    pub clock: Arc<dyn Clock>,
+    /// How often the background sweeper removes expired entries (default:
+    /// every second); `None` turns it off ([`Storage::prune`] still works).
+    /// Expired entries are invisible either way; sweeping frees their space.
+    pub sweep_interval: Option<Duration>,
 }
 
 impl Default for StorageOptions {
@@ -91,26 +120,11 @@ impl Default for StorageOptions {
             limits: Limits::default(),
             durability: Durability::default(),
             verify_on_open: true,
+            quotas: HashMap::new(),
+            clock: Arc::new(SystemClock),
+            sweep_interval: Some(Duration::from_secs(1)),
         }
     }
-}
-
-/// Usage of one workspace: what its quotas are checked against.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Number of keys stored.
-    pub keys: u64,
-    /// Bytes stored: the sum of the lengths of keys and values.
-    pub bytes: u64,
-}
-
-/// One page of a key listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyPage {
-    /// Keys in ascending byte order.
-    pub keys: Vec<String>,
-    /// The cursor for the next page, `None` on the last page.
-    pub cursor: Option<String>,
 }
 
 /// The database shared by every workspace. Cheap to clone: clones share one
@@ -133,7 +147,7 @@ pub struct Storage {
 
 struct Inner {
     db: Arc<redb::Database>,
-    limits: Limits,
+    shared: Arc<Shared>,
     location: String,
     writer: Writer,
 }
@@ -193,15 +207,25 @@ impl Storage {
     fn start(db: redb::Database, path: &Path, options: StorageOptions) -> Result<Self, OpenError> {
         init_schema(&db, path)?;
         let db = Arc::new(db);
-        let writer = Writer::spawn(db.clone(), options.limits.clone(), options.durability)
-            .map_err(|source| OpenError::Backend {
-                path: path.to_path_buf(),
-                source: redb::Error::Io(source),
-            })?;
+        let shared = Arc::new(Shared {
+            limits: options.limits,
+            quotas: RwLock::new(options.quotas),
+            clock: options.clock,
+        });
+        let writer = Writer::spawn(
+            db.clone(),
+            shared.clone(),
+            options.durability,
+            options.sweep_interval,
+        )
+        .map_err(|source| OpenError::Backend {
+            path: path.to_path_buf(),
+            source: redb::Error::Io(source),
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
-                limits: options.limits,
+                shared,
                 location: path.display().to_string(),
                 writer,
             }),
@@ -212,16 +236,12 @@ impl Storage {
     /// plugin: 1 to 128 characters from `A-Z a-z 0-9 - _ . :`.
     pub fn workspace(&self, id: &str) -> Result<Workspace, StorageError> {
         validate_workspace_id(id)?;
-        Ok(Workspace {
-            storage: self.clone(),
-            id: Arc::from(id),
-            namespace: Arc::from(DEFAULT_NAMESPACE),
-        })
+        Ok(Workspace::new(self.clone(), Arc::from(id)))
     }
 
     /// The limits this database enforces.
     pub fn limits(&self) -> &Limits {
-        &self.inner.limits
+        &self.inner.shared.limits
     }
 
     /// Where the database lives: its file path, or `:memory:`.
@@ -229,27 +249,83 @@ impl Storage {
         &self.inner.location
     }
 
-    /// Every workspace that holds at least one key, in ascending order, with
-    /// its usage.
+    /// The quota of workspace `id`: its override, or the default from
+    /// [`Limits`].
+    pub fn quota(&self, id: &str) -> Quota {
+        self.inner.shared.quota(id)
+    }
+
+    /// Sets (`Some`) or removes (`None`, back to the default) the quota of
+    /// workspace `id`, for every write from now on. Entries already stored
+    /// are kept even if they exceed a lowered quota; the workspace can then
+    /// only shrink until it fits.
+    pub fn set_quota(&self, id: &str, quota: Option<Quota>) -> Result<(), StorageError> {
+        validate_workspace_id(id)?;
+        let mut quotas = self
+            .inner
+            .shared
+            .quotas
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match quota {
+            Some(q) => quotas.insert(id.to_owned(), q),
+            None => quotas.remove(id),
+        };
+        Ok(())
+    }
+
+    /// Every workspace that holds at least one live key, in ascending order,
+    /// with its usage.
     pub fn workspaces(&self) -> Result<Vec<(String, Usage)>, StorageError> {
         let txn = self.inner.db.begin_read()?;
         let usage = txn.open_table(USAGE)?;
+        let expiry = txn.open_table(EXPIRY)?;
+        let now = self.now_ms();
         let mut out = Vec::new();
         for row in usage.iter()? {
             let (id, counts) = row?;
+            let id = id.value();
             let (keys, bytes) = counts.value();
-            if keys > 0 {
-                out.push((id.value().to_owned(), Usage { keys, bytes }));
+            let (gone_keys, gone_bytes) = expired_unswept(&expiry, id, None, now)?;
+            let live = Usage {
+                keys: keys.saturating_sub(gone_keys),
+                bytes: bytes.saturating_sub(gone_bytes),
+            };
+            if live.keys > 0 {
+                out.push((id.to_owned(), live));
             }
         }
         Ok(out)
+    }
+
+    /// Removes every expired entry now, in bounded passes (each its own
+    /// transaction, so writers are served in between). The background
+    /// sweeper does the same a pass at a time; expired entries are invisible
+    /// either way, pruning frees their space.
+    pub fn prune(&self) -> Result<PruneReport, StorageError> {
+        let mut report = PruneReport::default();
+        let mut from = None;
+        loop {
+            let Done::Swept(pass) = self.inner.writer.submit(Work::Sweep { from })? else {
+                return Err(StorageError::Closed);
+            };
+            report.removed += pass.removed;
+            match pass.next {
+                Some(next) => from = Some(next),
+                None => return Ok(report),
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.shared.clock.now_ms()
     }
 
     fn check_key(&self, key: &str) -> Result<(), StorageError> {
         if key.is_empty() {
             return Err(StorageError::InvalidKey("key is empty".into()));
         }
-        let max = self.inner.limits.max_key_bytes;
+        let max = self.inner.shared.limits.max_key_bytes;
         if key.len() > max {
             return Err(StorageError::InvalidKey(format!(
                 "key is {} bytes, the limit is {max}",
@@ -260,206 +336,24 @@ impl Storage {
     }
 }
 
-/// One workspace's data: the only way to reach stored entries.
-///
-/// Every operation is confined to this workspace; no key, prefix or cursor can
-/// reach outside it. Reads never wait for writers. Writes block until they are
-/// committed (and, with [`Durability::Durable`], on disk).
-#[derive(Clone, Debug)]
-pub struct Workspace {
-    storage: Storage,
-    id: Arc<str>,
-    namespace: Arc<str>,
-}
-
-impl Workspace {
-    /// The workspace id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The value stored under `key`, or `None`.
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        self.read(key, |r| r.map(|r| r.value.to_vec()))
-    }
-
-    /// Whether a value is stored under `key`.
-    pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        self.read(key, |r| r.is_some())
-    }
-
-    /// Stores `value` under `key`, replacing any previous value. Returns once
-    /// the write is committed. An owned `Vec<u8>` is handed to the writer
-    /// without a copy.
-    pub fn set(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), StorageError> {
-        self.storage.check_key(key)?;
-        let value = value.into();
-        let limit = self.storage.inner.limits.max_value_bytes;
-        if value.len() > limit {
-            return Err(StorageError::ValueTooLarge {
-                len: value.len(),
-                limit,
-            });
-        }
-        let op = WriteOp::Set {
-            key: key.to_owned(),
-            value,
-        };
-        self.write(op).map(|_| ())
-    }
-
-    /// Removes `key`; returns whether it existed. Returns once committed.
-    pub fn delete(&self, key: &str) -> Result<bool, StorageError> {
-        self.storage.check_key(key)?;
-        let op = WriteOp::Delete {
-            key: key.to_owned(),
-        };
-        Ok(matches!(self.write(op)?, WriteOutcome::Deleted(true)))
-    }
-
-    /// One page of this workspace's keys in ascending byte order, optionally
-    /// only those starting with `prefix`. Pass the returned cursor back (with
-    /// the same prefix) for the next page. `limit` is clamped as described in
-    /// [`Limits::page_size`].
-    pub fn list_keys(
-        &self,
-        prefix: Option<&str>,
-        cursor: Option<&str>,
-        limit: Option<u32>,
-    ) -> Result<KeyPage, StorageError> {
-        let prefix = prefix.unwrap_or("");
-        let page_size = self.storage.inner.limits.page_size(limit);
-        let after = cursor.map(|c| decode_cursor(c, prefix)).transpose()?;
-        let start = match &after {
-            Some(after) => Bound::Excluded((&*self.id, &*self.namespace, after.as_str())),
-            None => Bound::Included((&*self.id, &*self.namespace, prefix)),
-        };
-        let now = now_ms();
-        let txn = self.storage.inner.db.begin_read()?;
-        let table = txn.open_table(ENTRIES)?;
-        let mut keys = Vec::new();
-        let mut more = false;
-        for row in table.range((start, Bound::Unbounded))? {
-            let (k, v) = row?;
-            let (ws, ns, key) = k.value();
-            if ws != &*self.id || ns != &*self.namespace || !key.starts_with(prefix) {
-                break;
-            }
-            // A record that does not decode is still listed (its key is
-            // fine); reading it reports the corruption.
-            if Record::decode(v.value()).is_ok_and(|r| r.is_expired(now)) {
-                continue;
-            }
-            if keys.len() == page_size {
-                more = true;
-                break;
-            }
-            keys.push(key.to_owned());
-        }
-        let cursor = more
-            .then(|| keys.last().map(|k| hex::encode(k.as_bytes())))
-            .flatten();
-        Ok(KeyPage { keys, cursor })
-    }
-
-    /// Every key (or every key starting with `prefix`) in ascending byte
-    /// order, fetched a page of the default size at a time. After an error the
-    /// iterator ends.
-    ///
-    /// ```
-    /// # use cubby_host::{Storage, StorageOptions};
-    /// # fn main() -> anyhow::Result<()> {
-    /// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
-    /// ws.set("user/ada", b"1")?;
-    /// ws.set("user/bob", b"2")?;
-    /// let users: Vec<String> = ws.keys(Some("user/")).collect::<Result<_, _>>()?;
-    /// assert_eq!(users, ["user/ada", "user/bob"]);
-    /// # Ok(()) }
-    /// ```
-    pub fn keys(&self, prefix: Option<&str>) -> Keys<'_> {
-        Keys {
-            workspace: self,
-            prefix: prefix.map(str::to_owned),
-            cursor: None,
-            page: Vec::new().into_iter(),
-            done: false,
+/// The (keys, bytes) of a workspace's (or one namespace's) expired entries
+/// that the sweeper has not removed yet.
+fn expired_unswept(
+    expiry: &impl ReadableTable<ExpiryKey, u64>,
+    ws: &str,
+    ns: Option<&str>,
+    now_ms: u64,
+) -> Result<(u64, u64), StorageError> {
+    let end = now_ms.saturating_add(1);
+    let (mut keys, mut bytes) = (0u64, 0u64);
+    for row in expiry.range((ws, 0, "", "")..(ws, end, "", ""))? {
+        let (k, v) = row?;
+        if ns.is_none_or(|ns| k.value().2 == ns) {
+            keys += 1;
+            bytes += v.value();
         }
     }
-
-    /// The workspace's current usage.
-    pub fn usage(&self) -> Result<Usage, StorageError> {
-        let txn = self.storage.inner.db.begin_read()?;
-        let table = txn.open_table(USAGE)?;
-        Ok(table
-            .get(&*self.id)?
-            .map(|g| {
-                let (keys, bytes) = g.value();
-                Usage { keys, bytes }
-            })
-            .unwrap_or_default())
-    }
-
-    fn read<R>(
-        &self,
-        key: &str,
-        f: impl FnOnce(Option<Record<'_>>) -> R,
-    ) -> Result<R, StorageError> {
-        self.storage.check_key(key)?;
-        let txn = self.storage.inner.db.begin_read()?;
-        let table = txn.open_table(ENTRIES)?;
-        let found = table.get((&*self.id, &*self.namespace, key))?;
-        let record = match &found {
-            Some(guard) => Some(Record::decode(guard.value())?).filter(|r| !r.is_expired(now_ms())),
-            None => None,
-        };
-        Ok(f(record))
-    }
-
-    fn write(&self, op: WriteOp) -> Result<WriteOutcome, StorageError> {
-        self.storage
-            .inner
-            .writer
-            .submit(self.id.clone(), self.namespace.clone(), op)
-    }
-}
-
-/// An iterator over a workspace's keys; see [`Workspace::keys`].
-#[derive(Debug)]
-pub struct Keys<'a> {
-    workspace: &'a Workspace,
-    prefix: Option<String>,
-    cursor: Option<String>,
-    page: std::vec::IntoIter<String>,
-    done: bool,
-}
-
-impl Iterator for Keys<'_> {
-    type Item = Result<String, StorageError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(key) = self.page.next() {
-                return Some(Ok(key));
-            }
-            if self.done {
-                return None;
-            }
-            match self
-                .workspace
-                .list_keys(self.prefix.as_deref(), self.cursor.as_deref(), None)
-            {
-                Ok(page) => {
-                    self.done = page.cursor.is_none();
-                    self.cursor = page.cursor;
-                    self.page = page.keys.into_iter();
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-    }
+    Ok((keys, bytes))
 }
 
 fn decode_cursor(cursor: &str, prefix: &str) -> Result<String, StorageError> {
@@ -490,14 +384,6 @@ fn validate_workspace_id(id: &str) -> Result<(), StorageError> {
     })
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The one mapping from redb's errors at open time to [`OpenError`].
 fn open_error(path: &Path, e: impl Into<redb::Error>) -> OpenError {
     let path = path.to_path_buf();
@@ -526,6 +412,15 @@ fn init_schema(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
             let found = meta.get(META_SCHEMA)?.map(|g| g.value());
             match found {
                 Some(SCHEMA_VERSION) => {}
+                Some(1) => {
+                    // 0.1 wrote no expiries and no named namespaces; its
+                    // time-first expiry index is replaced and the derived
+                    // tables are rebuilt from the entries.
+                    txn.delete_table(EXPIRY_V1)?;
+                    rebuild_derived(&txn)?;
+                    meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                    tracing::info!(path = %path.display(), "upgraded database schema 1 to 2");
+                }
                 Some(found) => {
                     return Ok(Err(OpenError::UnsupportedSchema {
                         path: path.to_path_buf(),
@@ -545,6 +440,7 @@ fn init_schema(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
             }
             txn.open_table(ENTRIES)?;
             txn.open_table(USAGE)?;
+            txn.open_table(NS_USAGE)?;
             txn.open_table(EXPIRY)?;
         }
         txn.commit()?;
@@ -553,6 +449,48 @@ fn init_schema(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
     // An early return above drops `txn`, which aborts it: a refused file is
     // left exactly as it was.
     run().map_err(|e| open_error(path, e))?
+}
+
+/// Recomputes the usage tables and the expiry index from the entries.
+fn rebuild_derived(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let mut usage: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut ns_usage: HashMap<(String, String), (u64, u64)> = HashMap::new();
+    let mut expiring = Vec::new();
+    {
+        let entries = txn.open_table(ENTRIES)?;
+        for row in entries.iter()? {
+            let (k, v) = row?;
+            let (ws, ns, key) = k.value();
+            let raw = v.value();
+            let bytes = key.len() as u64 + stored_value_len(raw);
+            for counts in [
+                usage.entry(ws.to_owned()).or_default(),
+                ns_usage.entry((ws.to_owned(), ns.to_owned())).or_default(),
+            ] {
+                counts.0 += 1;
+                counts.1 += bytes;
+            }
+            if let Some(at) = Record::decode(raw).ok().and_then(|r| r.expires_at_ms) {
+                expiring.push((ws.to_owned(), at, ns.to_owned(), key.to_owned(), bytes));
+            }
+        }
+    }
+    txn.delete_table(USAGE)?;
+    txn.delete_table(NS_USAGE)?;
+    txn.delete_table(EXPIRY)?;
+    let mut table = txn.open_table(USAGE)?;
+    for (ws, counts) in &usage {
+        table.insert(ws.as_str(), counts)?;
+    }
+    let mut table = txn.open_table(NS_USAGE)?;
+    for ((ws, ns), counts) in &ns_usage {
+        table.insert((ws.as_str(), ns.as_str()), counts)?;
+    }
+    let mut table = txn.open_table(EXPIRY)?;
+    for (ws, at, ns, key, bytes) in &expiring {
+        table.insert((ws.as_str(), *at, ns.as_str(), key.as_str()), bytes)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! bytes 17..  the value
 //! ```
 //!
-//! The version and expiry are there for compare-and-swap and time-to-live.
+//! The version serves compare-and-swap; the expiry, time-to-live. A counter
+//! is an ordinary value holding its number in decimal ASCII.
 
 use super::StorageError;
 
@@ -59,6 +60,12 @@ impl<'a> Record<'a> {
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_some_and(|at| at <= now_ms)
     }
+}
+
+/// The value of a counter, if `value` is one: decimal ASCII in the range of
+/// `i64`.
+pub(crate) fn parse_counter(value: &[u8]) -> Option<i64> {
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// The value length that a stored record accounts for in usage, also for a

@@ -1,0 +1,622 @@
+//! [`Workspace`] and [`Namespace`]: the handles through which one tenant's
+//! data is read and written.
+
+use std::collections::HashMap;
+use std::ops::{Bound, Deref};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::ReadableDatabase;
+
+use super::record::Record;
+use super::{
+    Action, Cleared, Condition, Done, ENTRIES, EXPIRY, Entry, KeyPage, MAX_NAMESPACE_BYTES,
+    NS_USAGE, Op, Outcome, Quota, Storage, StorageError, USAGE, Usage, Work, WriteOptions,
+    decode_cursor, expired_unswept,
+};
+
+/// One workspace's data: the only way to reach stored entries.
+///
+/// Every operation is confined to this workspace; no key, prefix, namespace
+/// or cursor can reach outside it. A workspace has a default space, which the
+/// workspace itself reads and writes (it dereferences to that [`Namespace`]),
+/// and any number of named namespaces ([`Workspace::namespace`]).
+///
+/// Reads never wait for writers. Writes block until they are committed (and,
+/// with [`Durability::Durable`](crate::Durability), on disk).
+///
+/// ```
+/// use cubby_host::{Storage, StorageOptions};
+/// # fn main() -> anyhow::Result<()> {
+/// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
+/// ws.set("k", b"default space".to_vec())?;
+/// let sessions = ws.namespace("sessions")?;
+/// sessions.set("k", b"a session".to_vec())?;
+/// assert_eq!(ws.get("k")?.as_deref(), Some(&b"default space"[..]));
+/// assert_eq!(ws.usage()?.keys, 2);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    default: Namespace,
+}
+
+impl Deref for Workspace {
+    type Target = Namespace;
+
+    fn deref(&self) -> &Namespace {
+        &self.default
+    }
+}
+
+impl Workspace {
+    pub(crate) fn new(storage: Storage, id: Arc<str>) -> Self {
+        Self {
+            default: Namespace {
+                storage,
+                workspace: id,
+                name: Arc::from(""),
+            },
+        }
+    }
+
+    /// The workspace id.
+    pub fn id(&self) -> &str {
+        &self.default.workspace
+    }
+
+    /// The storage this workspace lives in.
+    pub fn storage(&self) -> &Storage {
+        &self.default.storage
+    }
+
+    /// The workspace's default space (what the workspace itself reads and
+    /// writes).
+    pub fn default_space(&self) -> &Namespace {
+        &self.default
+    }
+
+    /// The namespace `name` of this workspace (`""` is the default space).
+    /// Nothing is created: a namespace exists while it holds a key.
+    pub fn namespace(&self, name: &str) -> Result<Namespace, StorageError> {
+        validate_namespace(name)?;
+        Ok(Namespace {
+            name: Arc::from(name),
+            ..self.default.clone()
+        })
+    }
+
+    /// One page of the names of the namespaces that hold at least one live
+    /// key, in ascending byte order; the default space is not listed. Paged
+    /// like [`Namespace::list_keys`].
+    pub fn namespaces(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<KeyPage, StorageError> {
+        let storage = &self.default.storage;
+        let ws = self.id();
+        let page_size = storage.limits().page_size(limit);
+        let after = cursor.map(|c| decode_cursor(c, "")).transpose()?;
+        let start = match &after {
+            Some(after) => Bound::Excluded((ws, after.as_str())),
+            None => Bound::Excluded((ws, "")),
+        };
+        let now = storage.now_ms();
+        let txn = storage.inner.db.begin_read()?;
+        let table = txn.open_table(NS_USAGE)?;
+        let expiry = txn.open_table(EXPIRY)?;
+        // Expired entries not swept yet, per namespace.
+        let mut expired: HashMap<String, u64> = HashMap::new();
+        for row in expiry.range((ws, 0, "", "")..(ws, now.saturating_add(1), "", ""))? {
+            *expired.entry(row?.0.value().2.to_owned()).or_default() += 1;
+        }
+        let mut names = Vec::new();
+        let mut more = false;
+        for row in table.range((start, Bound::Unbounded))? {
+            let (k, v) = row?;
+            let (w, ns) = k.value();
+            if w != ws {
+                break;
+            }
+            if v.value().0 <= expired.get(ns).copied().unwrap_or(0) {
+                continue;
+            }
+            if names.len() == page_size {
+                more = true;
+                break;
+            }
+            names.push(ns.to_owned());
+        }
+        Ok(page(names, more))
+    }
+
+    /// What the whole workspace stores (all namespaces): live entries only.
+    pub fn usage(&self) -> Result<Usage, StorageError> {
+        self.default.usage_of(None)
+    }
+
+    /// The workspace's quota.
+    pub fn quota(&self) -> Quota {
+        self.default.storage.quota(self.id())
+    }
+
+    /// Applies `ops` in order, all-or-nothing, in one transaction, and
+    /// returns one [`Outcome`] per op. Each op's condition is checked against
+    /// the state the earlier ops left; if one fails
+    /// ([`StorageError::Conflict`] with its index) or any op fails (a limit,
+    /// the quota, a counter error), nothing is written. At most
+    /// [`Limits::max_batch_ops`](crate::Limits) ops.
+    ///
+    /// ```
+    /// use cubby_host::{Condition, Op, Outcome, Storage, StorageError, StorageOptions};
+    /// # fn main() -> anyhow::Result<()> {
+    /// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
+    /// let take_lock = || ws.transact(vec![
+    ///     Op::set("lock", b"me".to_vec()).when(Condition::Absent),
+    ///     Op::increment("locks-taken", 1),
+    /// ]);
+    /// assert_eq!(take_lock()?[1], Outcome::Incremented(1));
+    /// assert!(matches!(take_lock(), Err(StorageError::Conflict { index: 0, .. })));
+    /// assert_eq!(ws.get("locks-taken")?.as_deref(), Some(&b"1"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn transact(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StorageError> {
+        self.default.check_batch(ops.len())?;
+        for op in &ops {
+            validate_namespace(&op.namespace)?;
+            self.default.check_op(op)?;
+        }
+        self.default.run(ops)
+    }
+}
+
+/// One namespace of a workspace: its own keys, listing, usage and `clear`.
+/// Obtained from [`Workspace::namespace`]; a [`Workspace`] dereferences to its
+/// default space.
+///
+/// The pair (namespace, key) is a structured key: the same key in two
+/// namespaces, or in a namespace and the default space, are different
+/// entries, whatever characters either holds.
+#[derive(Clone, Debug)]
+pub struct Namespace {
+    storage: Storage,
+    workspace: Arc<str>,
+    name: Arc<str>,
+}
+
+impl Namespace {
+    /// The namespace's name; `""` for the default space.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value stored under `key`, or `None`.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.read(key, |r| r.map(|r| r.value.to_vec()))
+    }
+
+    /// The entry stored under `key`, with its version and remaining
+    /// time-to-live, or `None`.
+    pub fn entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        let now = self.storage.now_ms();
+        self.read(key, |r| {
+            r.map(|r| Entry {
+                value: r.value.to_vec(),
+                version: r.version,
+                expires_in: r
+                    .expires_at_ms
+                    .map(|at| Duration::from_millis(at.saturating_sub(now))),
+            })
+        })
+    }
+
+    /// Whether a value is stored under `key`.
+    pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        self.read(key, |r| r.is_some())
+    }
+
+    /// The values of `keys`, in order, read from one consistent snapshot. At
+    /// most [`Limits::max_batch_ops`](crate::Limits) keys.
+    pub fn get_many(&self, keys: &[impl AsRef<str>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        self.check_batch(keys.len())?;
+        for key in keys {
+            self.storage.check_key(key.as_ref())?;
+        }
+        let now = self.storage.now_ms();
+        let txn = self.storage.inner.db.begin_read()?;
+        let table = txn.open_table(ENTRIES)?;
+        keys.iter()
+            .map(|key| {
+                let found = table.get((&*self.workspace, &*self.name, key.as_ref()))?;
+                Ok(match &found {
+                    Some(guard) => {
+                        let record = Record::decode(guard.value())?;
+                        (!record.is_expired(now)).then(|| record.value.to_vec())
+                    }
+                    None => None,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores `value` under `key`, replacing any previous entry (and its
+    /// expiry); returns the new version. An owned `Vec<u8>` is handed to the
+    /// writer without a copy.
+    pub fn set(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<u64, StorageError> {
+        self.set_with(key, value, WriteOptions::default())
+    }
+
+    /// Stores `value` under `key` with a time-to-live and/or a condition;
+    /// returns the new version. A failed condition is
+    /// [`StorageError::Conflict`] carrying what is stored now.
+    ///
+    /// ```
+    /// use cubby_host::{Storage, StorageError, StorageOptions, WriteOptions};
+    /// # fn main() -> anyhow::Result<()> {
+    /// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
+    /// let v1 = ws.set("doc", b"draft".to_vec())?;
+    /// let v2 = ws.set_with("doc", b"final".to_vec(), WriteOptions::default().if_version(v1))?;
+    /// let stale = ws.set_with("doc", b"lost".to_vec(), WriteOptions::default().if_version(v1));
+    /// match stale {
+    ///     Err(StorageError::Conflict { current: Some(now), .. }) => assert_eq!(now.version, v2),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn set_with(
+        &self,
+        key: &str,
+        value: impl Into<Vec<u8>>,
+        options: WriteOptions,
+    ) -> Result<u64, StorageError> {
+        let op = Op {
+            condition: options.condition,
+            ..self.op(
+                key,
+                Action::Set {
+                    value: value.into(),
+                    ttl: options.ttl,
+                },
+            )
+        };
+        match self.run_one(op)? {
+            Outcome::Set { version } => Ok(version),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes `key`; returns whether it existed. Returns once committed.
+    pub fn delete(&self, key: &str) -> Result<bool, StorageError> {
+        self.delete_op(self.op(key, Action::Delete))
+    }
+
+    /// Removes `key` only if `condition` holds (for example, its version is
+    /// still the one read); otherwise [`StorageError::Conflict`].
+    pub fn delete_if(&self, key: &str, condition: Condition) -> Result<bool, StorageError> {
+        self.delete_op(self.op(key, Action::Delete).when(condition))
+    }
+
+    fn delete_op(&self, op: Op) -> Result<bool, StorageError> {
+        match self.run_one(op)? {
+            Outcome::Deleted(existed) => Ok(existed),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) the expiry of `key`, keeping its
+    /// value and version; `false` if there is no entry.
+    pub fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool, StorageError> {
+        match self.run_one(self.op(key, Action::Expire(ttl)))? {
+            Outcome::ExpiryChanged(found) => Ok(found),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Returns the entry under `key` and makes it expire `ttl` from now, in
+    /// one atomic write (sliding expiry); the version is kept. `None` (and
+    /// nothing written) if there is no entry.
+    pub fn get_and_renew(&self, key: &str, ttl: Duration) -> Result<Option<Entry>, StorageError> {
+        match self.run_one(self.op(key, Action::Renew(ttl)))? {
+            Outcome::Renewed(entry) => Ok(entry),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Adds `delta` to the counter under `key` and returns the new value,
+    /// atomically. A missing key counts as 0 and is created, expiring after
+    /// `ttl` if given; an existing counter keeps its expiry. A counter is
+    /// stored as decimal ASCII; any other stored value is
+    /// [`StorageError::NotACounter`], a result outside `i64` is
+    /// [`StorageError::Overflow`].
+    pub fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, StorageError> {
+        match self.run_one(self.op(key, Action::Increment { delta, ttl }))? {
+            Outcome::Incremented(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Stores every pair, all-or-nothing, in one transaction (a key given
+    /// twice keeps the last value).
+    pub fn set_many(
+        &self,
+        entries: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<(), StorageError> {
+        let ops: Vec<Op> = entries
+            .into_iter()
+            .map(|(key, value)| Op {
+                namespace: self.name.to_string(),
+                ..Op::set(key, value)
+            })
+            .collect();
+        self.run_batch(ops).map(|_| ())
+    }
+
+    /// Removes every key, all-or-nothing, in one transaction; returns how many
+    /// existed.
+    pub fn delete_many(&self, keys: &[impl AsRef<str>]) -> Result<u64, StorageError> {
+        let ops = keys
+            .iter()
+            .map(|key| self.op(key.as_ref(), Action::Delete))
+            .collect();
+        let outcomes = self.run_batch(ops)?;
+        Ok(outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Deleted(true)))
+            .count() as u64)
+    }
+
+    /// One page of this namespace's keys in ascending byte order, optionally
+    /// only those starting with `prefix`. Pass the returned cursor back (with
+    /// the same prefix) for the next page. `limit` is clamped as described in
+    /// [`Limits::page_size`](crate::Limits::page_size).
+    pub fn list_keys(
+        &self,
+        prefix: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<KeyPage, StorageError> {
+        let prefix = prefix.unwrap_or("");
+        let page_size = self.storage.limits().page_size(limit);
+        let after = cursor.map(|c| decode_cursor(c, prefix)).transpose()?;
+        let (ws, ns) = (&*self.workspace, &*self.name);
+        let start = match &after {
+            Some(after) => Bound::Excluded((ws, ns, after.as_str())),
+            None => Bound::Included((ws, ns, prefix)),
+        };
+        let now = self.storage.now_ms();
+        let txn = self.storage.inner.db.begin_read()?;
+        let table = txn.open_table(ENTRIES)?;
+        let mut keys = Vec::new();
+        let mut more = false;
+        for row in table.range((start, Bound::Unbounded))? {
+            let (k, v) = row?;
+            let (w, n, key) = k.value();
+            if w != ws || n != ns || !key.starts_with(prefix) {
+                break;
+            }
+            // A record that does not decode is still listed (its key is
+            // fine); reading it reports the corruption.
+            if Record::decode(v.value()).is_ok_and(|r| r.is_expired(now)) {
+                continue;
+            }
+            if keys.len() == page_size {
+                more = true;
+                break;
+            }
+            keys.push(key.to_owned());
+        }
+        Ok(page(keys, more))
+    }
+
+    /// Every key (or every key starting with `prefix`) in ascending byte
+    /// order, fetched a page of the default size at a time. After an error the
+    /// iterator ends.
+    ///
+    /// ```
+    /// # use cubby_host::{Storage, StorageOptions};
+    /// # fn main() -> anyhow::Result<()> {
+    /// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
+    /// ws.set("user/ada", b"1")?;
+    /// ws.set("user/bob", b"2")?;
+    /// let users: Vec<String> = ws.keys(Some("user/")).collect::<Result<_, _>>()?;
+    /// assert_eq!(users, ["user/ada", "user/bob"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn keys(&self, prefix: Option<&str>) -> Keys<'_> {
+        Keys {
+            namespace: self,
+            prefix: prefix.map(str::to_owned),
+            cursor: None,
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+
+    /// Removes up to one page ([`Limits::max_page_size`](crate::Limits)) of
+    /// this namespace's keys in one atomic write, so that no call holds the
+    /// writer for long; call again until [`Cleared::done`]. Clearing the
+    /// default space leaves named namespaces alone.
+    pub fn clear(&self) -> Result<Cleared, StorageError> {
+        let work = Work::Clear {
+            workspace: self.workspace.clone(),
+            namespace: self.name.to_string(),
+            budget: self.storage.limits().max_page_size.max(1) as usize,
+        };
+        match self.storage.inner.writer.submit(work)? {
+            Done::Cleared(cleared) => Ok(cleared),
+            _ => Err(StorageError::Closed),
+        }
+    }
+
+    /// What this namespace stores: live entries only.
+    pub fn usage(&self) -> Result<Usage, StorageError> {
+        self.usage_of(Some(&self.name))
+    }
+
+    fn usage_of(&self, ns: Option<&str>) -> Result<Usage, StorageError> {
+        let ws = &*self.workspace;
+        let txn = self.storage.inner.db.begin_read()?;
+        let stored = match ns {
+            None => txn.open_table(USAGE)?.get(ws)?.map(|g| g.value()),
+            Some(ns) => txn.open_table(NS_USAGE)?.get((ws, ns))?.map(|g| g.value()),
+        };
+        let (keys, bytes) = stored.unwrap_or((0, 0));
+        let expiry = txn.open_table(EXPIRY)?;
+        let (gone_keys, gone_bytes) = expired_unswept(&expiry, ws, ns, self.storage.now_ms())?;
+        Ok(Usage {
+            keys: keys.saturating_sub(gone_keys),
+            bytes: bytes.saturating_sub(gone_bytes),
+        })
+    }
+
+    fn read<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<Record<'_>>) -> R,
+    ) -> Result<R, StorageError> {
+        self.storage.check_key(key)?;
+        let now = self.storage.now_ms();
+        let txn = self.storage.inner.db.begin_read()?;
+        let table = txn.open_table(ENTRIES)?;
+        let found = table.get((&*self.workspace, &*self.name, key))?;
+        let record = match &found {
+            Some(guard) => Some(Record::decode(guard.value())?).filter(|r| !r.is_expired(now)),
+            None => None,
+        };
+        Ok(f(record))
+    }
+
+    fn op(&self, key: &str, action: Action) -> Op {
+        Op {
+            namespace: self.name.to_string(),
+            ..Op::new(key, action)
+        }
+    }
+
+    fn check_batch(&self, len: usize) -> Result<(), StorageError> {
+        let limit = self.storage.limits().max_batch_ops;
+        if len > limit as usize {
+            return Err(StorageError::TooManyOperations { len, limit });
+        }
+        Ok(())
+    }
+
+    /// Checks what can be checked before the op reaches the writer.
+    fn check_op(&self, op: &Op) -> Result<(), StorageError> {
+        self.storage.check_key(&op.key)?;
+        let ttl = match &op.action {
+            Action::Set { value, ttl } => {
+                let limit = self.storage.limits().max_value_bytes;
+                if value.len() > limit {
+                    return Err(StorageError::ValueTooLarge {
+                        len: value.len(),
+                        limit,
+                    });
+                }
+                *ttl
+            }
+            Action::Increment { ttl, .. } | Action::Expire(ttl) => *ttl,
+            Action::Renew(ttl) => Some(*ttl),
+            Action::Check | Action::Delete => None,
+        };
+        if ttl.is_some_and(|t| t < Duration::from_millis(1)) {
+            return Err(StorageError::InvalidArgument(
+                "a time-to-live must be at least 1 ms".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run_one(&self, op: Op) -> Result<Outcome, StorageError> {
+        self.check_op(&op)?;
+        self.run(vec![op])?.pop().ok_or(StorageError::Closed)
+    }
+
+    fn run_batch(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StorageError> {
+        self.check_batch(ops.len())?;
+        for op in &ops {
+            self.check_op(op)?;
+        }
+        self.run(ops)
+    }
+
+    fn run(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StorageError> {
+        let work = Work::Ops {
+            workspace: self.workspace.clone(),
+            ops,
+        };
+        match self.storage.inner.writer.submit(work)? {
+            Done::Ops(outcomes) => Ok(outcomes),
+            _ => Err(StorageError::Closed),
+        }
+    }
+}
+
+/// The writer answered an op with an outcome of another kind: cannot happen,
+/// but is an error rather than a panic.
+fn unexpected(outcome: Outcome) -> StorageError {
+    tracing::error!(?outcome, "writer returned an unexpected outcome");
+    StorageError::Closed
+}
+
+fn page(keys: Vec<String>, more: bool) -> KeyPage {
+    let cursor = more
+        .then(|| keys.last().map(|k| hex::encode(k.as_bytes())))
+        .flatten();
+    KeyPage { keys, cursor }
+}
+
+fn validate_namespace(name: &str) -> Result<(), StorageError> {
+    if name.len() > MAX_NAMESPACE_BYTES {
+        return Err(StorageError::InvalidNamespace(format!(
+            "namespace is {} bytes, the limit is {MAX_NAMESPACE_BYTES}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// An iterator over a namespace's keys; see [`Namespace::keys`].
+#[derive(Debug)]
+pub struct Keys<'a> {
+    namespace: &'a Namespace,
+    prefix: Option<String>,
+    cursor: Option<String>,
+    page: std::vec::IntoIter<String>,
+    done: bool,
+}
+
+impl Iterator for Keys<'_> {
+    type Item = Result<String, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(key) = self.page.next() {
+                return Some(Ok(key));
+            }
+            if self.done {
+                return None;
+            }
+            match self
+                .namespace
+                .list_keys(self.prefix.as_deref(), self.cursor.as_deref(), None)
+            {
+                Ok(page) => {
+                    self.done = page.cursor.is_none();
+                    self.cursor = page.cursor;
+                    self.page = page.keys.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
