@@ -5,6 +5,14 @@
 //! **workspace**, and every function here reads and writes that workspace
 //! only. There is nothing to open or configure.
 //!
+//! The free functions work on the workspace's default space; a [`Namespace`]
+//! has the same functions for a named namespace. Beyond bytes, strings and
+//! JSON there are expiry ([`put`] with a TTL, [`get_and_renew`],
+//! [`expire`]), atomic counters ([`Counter`]), compare-and-swap ([`put`]
+//! with a condition, [`update`]), batches ([`get_many`], [`set_many`],
+//! [`delete_many`]), all-or-nothing [`Transaction`]s, and [`usage`] and
+//! [`limits`].
+//!
 //! ```no_run
 //! // A command-style plugin (a binary with `fn main`), run with `cubby run`.
 //! fn main() -> Result<(), cubby_sdk::Error> {
@@ -41,8 +49,20 @@
 // the same path they use when expanded in a plugin crate.
 extern crate self as cubby_sdk;
 
+mod builders;
+mod error;
+mod namespace;
+mod types;
+
+use std::time::Duration;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+pub use builders::{Counter, Key, Outcome, Put, Transaction};
+pub use error::{Error, Result};
+pub use namespace::Namespace;
+pub use types::{Condition, Entry, KeyPage, Keys, Limits, Usage};
 
 #[doc(hidden)]
 #[allow(missing_docs)]
@@ -103,72 +123,6 @@ macro_rules! export {
     };
 }
 
-/// What went wrong with a storage call or with decoding a stored value.
-///
-/// Every variant but [`Error::Host`] is caused by the plugin's own arguments
-/// or data; `Display` gives a human message.
-///
-/// ```no_run
-/// match cubby_sdk::set("k", vec![0u8; 10 << 20]) {
-///     Ok(()) => {}
-///     Err(cubby_sdk::Error::ValueTooLarge(limit)) => eprintln!("keep values under {limit} bytes"),
-///     Err(e) => return Err(e),
-/// }
-/// # Ok::<(), cubby_sdk::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The key is empty or longer than the host's key limit.
-    #[error("invalid key: {0}")]
-    InvalidKey(String),
-    /// The value is longer than the host's value limit (the payload, in bytes).
-    #[error("value too large: the limit is {0} bytes")]
-    ValueTooLarge(u64),
-    /// The write would exceed one of the workspace's quotas; nothing was written.
-    #[error("quota exceeded: {0}")]
-    QuotaExceeded(String),
-    /// A listing cursor that the host did not hand out for this prefix.
-    #[error("invalid listing cursor")]
-    InvalidCursor,
-    /// A failure on the host side, not caused by the plugin.
-    #[error("storage failure on the host: {0}")]
-    Host(String),
-    /// The stored value could not be decoded as the type asked for.
-    #[error("value of key {key:?} cannot be decoded: {reason}")]
-    Decode {
-        /// The key.
-        key: String,
-        /// Why decoding failed.
-        reason: String,
-    },
-    /// The value could not be encoded (for example, JSON of a map with
-    /// non-string keys).
-    #[error("value cannot be encoded: {0}")]
-    Encode(String),
-}
-
-impl From<wit::Error> for Error {
-    fn from(e: wit::Error) -> Self {
-        match e {
-            wit::Error::InvalidKey(why) => Self::InvalidKey(why),
-            wit::Error::ValueTooLarge(limit) => Self::ValueTooLarge(limit),
-            wit::Error::QuotaExceeded(why) => Self::QuotaExceeded(why),
-            wit::Error::InvalidCursor => Self::InvalidCursor,
-            wit::Error::Internal(why) => Self::Host(why),
-        }
-    }
-}
-
-/// The result type of this crate: `Result<T, cubby_sdk::Error>`.
-///
-/// ```no_run
-/// fn load_name() -> cubby_sdk::Result<String> {
-///     Ok(cubby_sdk::get_string("name")?.unwrap_or_default())
-/// }
-/// ```
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
 /// Returns the bytes stored under `key`, or `None`.
 ///
 /// ```no_run
@@ -178,18 +132,41 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn get(key: impl AsRef<str>) -> Result<Option<Vec<u8>>> {
-    Ok(wit::get(key.as_ref())?)
+    Namespace::DEFAULT.get(key)
 }
 
-/// Stores `value` under `key`, replacing any previous value. Durable once it
-/// returns (unless the host runs in relaxed or in-memory mode).
+/// Stores `value` under `key`, replacing any previous value (and its
+/// expiry). Durable once it returns (unless the host runs in relaxed or
+/// in-memory mode). For a TTL or a condition, use [`put`].
 ///
 /// ```no_run
 /// cubby_sdk::set("avatar.png", [0x89, b'P', b'N', b'G'])?;
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn set(key: impl AsRef<str>, value: impl AsRef<[u8]>) -> Result<()> {
-    Ok(wit::set(key.as_ref(), value.as_ref())?)
+    Namespace::DEFAULT.set(key, value)
+}
+
+/// Starts a write with a time-to-live and/or a condition; see [`Put`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let version = cubby_sdk::put("token", b"abc").ttl(Duration::from_secs(3600)).apply()?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn put(key: impl Into<String>, value: impl Into<Vec<u8>>) -> Put {
+    Namespace::DEFAULT.put(key, value)
+}
+
+/// Like [`put`], with `value` encoded as JSON.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// cubby_sdk::put_json("profile", &["ada", "admin"])?.ttl(Duration::from_secs(60)).apply()?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn put_json<T: Serialize + ?Sized>(key: impl Into<String>, value: &T) -> Result<Put> {
+    Namespace::DEFAULT.put_json(key, value)
 }
 
 /// Removes `key`; returns whether it existed. A missing key is not an error.
@@ -199,7 +176,7 @@ pub fn set(key: impl AsRef<str>, value: impl AsRef<[u8]>) -> Result<()> {
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn delete(key: impl AsRef<str>) -> Result<bool> {
-    Ok(wit::delete(key.as_ref())?)
+    Namespace::DEFAULT.delete(key)
 }
 
 /// Returns whether a value is stored under `key`.
@@ -211,7 +188,84 @@ pub fn delete(key: impl AsRef<str>) -> Result<bool> {
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn exists(key: impl AsRef<str>) -> Result<bool> {
-    Ok(wit::exists(key.as_ref())?)
+    Namespace::DEFAULT.exists(key)
+}
+
+/// Returns the entry under `key` with its version and remaining
+/// time-to-live, or `None`.
+///
+/// ```no_run
+/// if let Some(e) = cubby_sdk::entry("doc")? {
+///     cubby_sdk::put("doc", b"edited").if_version(e.version).apply()?;
+/// }
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn entry(key: impl AsRef<str>) -> Result<Option<Entry>> {
+    Namespace::DEFAULT.entry(key)
+}
+
+/// Returns the entry under `key` and, atomically, makes it expire `ttl` from
+/// now: sliding expiry, as for sessions. `None` if there is none.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let session = cubby_sdk::get_and_renew("session/abc", Duration::from_secs(1800))?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn get_and_renew(key: impl AsRef<str>, ttl: Duration) -> Result<Option<Entry>> {
+    Namespace::DEFAULT.get_and_renew(key, ttl)
+}
+
+/// Sets (`Some`) or removes (`None`) the expiry of `key`, keeping its value
+/// and version; `false` if there is no entry.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// cubby_sdk::expire("draft", Some(Duration::from_secs(86_400)))?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn expire(key: impl AsRef<str>, ttl: Option<Duration>) -> Result<bool> {
+    Namespace::DEFAULT.expire(key, ttl)
+}
+
+/// Adds `delta` to the counter under `key` and returns the new value,
+/// atomically; see [`Counter`].
+///
+/// ```no_run
+/// let n = cubby_sdk::increment("visits", 1)?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn increment(key: impl AsRef<str>, delta: i64) -> Result<i64> {
+    Namespace::DEFAULT.increment(key, delta)
+}
+
+/// Replaces the value under `key` with `f(current)` using compare-and-swap,
+/// retrying until no concurrent writer got in between; see
+/// [`Namespace::update`].
+///
+/// ```no_run
+/// cubby_sdk::update("log", |old| {
+///     let mut log = old.map(<[u8]>::to_vec).unwrap_or_default();
+///     log.extend_from_slice(b"one more line\n");
+///     log
+/// })?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn update(key: impl AsRef<str>, f: impl FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<Vec<u8>> {
+    Namespace::DEFAULT.update(key, f)
+}
+
+/// [`update`] for a JSON value; see [`Namespace::update_json`].
+///
+/// ```no_run
+/// let total: u64 = cubby_sdk::update_json("total", |t: Option<u64>| t.unwrap_or(0) + 5)?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn update_json<T: Serialize + DeserializeOwned>(
+    key: impl AsRef<str>,
+    f: impl FnMut(Option<T>) -> T,
+) -> Result<T> {
+    Namespace::DEFAULT.update_json(key, f)
 }
 
 /// Returns the value under `key` as UTF-8 text, or `None`. A value that is
@@ -222,10 +276,7 @@ pub fn exists(key: impl AsRef<str>) -> Result<bool> {
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn get_string(key: impl AsRef<str>) -> Result<Option<String>> {
-    let key = key.as_ref();
-    get(key)?
-        .map(|bytes| String::from_utf8(bytes).map_err(|e| decode_error(key, e)))
-        .transpose()
+    Namespace::DEFAULT.get_string(key)
 }
 
 /// Stores `value` as UTF-8 text under `key`.
@@ -235,7 +286,7 @@ pub fn get_string(key: impl AsRef<str>) -> Result<Option<String>> {
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn set_string(key: impl AsRef<str>, value: impl AsRef<str>) -> Result<()> {
-    set(key, value.as_ref().as_bytes())
+    Namespace::DEFAULT.set_string(key, value)
 }
 
 /// Returns the JSON value under `key` decoded as `T`, or `None`.
@@ -248,10 +299,7 @@ pub fn set_string(key: impl AsRef<str>, value: impl AsRef<str>) -> Result<()> {
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn get_json<T: DeserializeOwned>(key: impl AsRef<str>) -> Result<Option<T>> {
-    let key = key.as_ref();
-    get(key)?
-        .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| decode_error(key, e)))
-        .transpose()
+    Namespace::DEFAULT.get_json(key)
 }
 
 /// Stores `value` as JSON under `key`.
@@ -264,30 +312,37 @@ pub fn get_json<T: DeserializeOwned>(key: impl AsRef<str>) -> Result<Option<T>> 
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn set_json<T: Serialize + ?Sized>(key: impl AsRef<str>, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec(value).map_err(|e| Error::Encode(e.to_string()))?;
-    set(key, bytes)
+    Namespace::DEFAULT.set_json(key, value)
 }
 
-fn decode_error(key: &str, e: impl std::fmt::Display) -> Error {
-    Error::Decode {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
-/// One page of keys from [`list_keys`].
+/// Returns the values of `keys` in order, from one consistent snapshot.
 ///
 /// ```no_run
-/// let page: cubby_sdk::KeyPage = cubby_sdk::list_keys(None, None, Some(10))?;
-/// println!("{} keys, more: {}", page.keys.len(), page.cursor.is_some());
+/// let [a, b] = <[_; 2]>::try_from(cubby_sdk::get_many(&["a", "b"])?).unwrap();
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyPage {
-    /// Keys in ascending byte order.
-    pub keys: Vec<String>,
-    /// Pass to [`list_keys`] for the next page; `None` on the last page.
-    pub cursor: Option<String>,
+pub fn get_many<K: AsRef<str>>(keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
+    Namespace::DEFAULT.get_many(keys)
+}
+
+/// Stores every pair, all-or-nothing, in one transaction.
+///
+/// ```no_run
+/// cubby_sdk::set_many(&[("first", "Ada"), ("last", "Lovelace")])?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn set_many<K: AsRef<str>, V: AsRef<[u8]>>(entries: &[(K, V)]) -> Result<()> {
+    Namespace::DEFAULT.set_many(entries)
+}
+
+/// Removes every key, all-or-nothing; returns how many existed.
+///
+/// ```no_run
+/// let removed = cubby_sdk::delete_many(&["first", "last"])?;
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn delete_many<K: AsRef<str>>(keys: &[K]) -> Result<u32> {
+    Namespace::DEFAULT.delete_many(keys)
 }
 
 /// Lists one page of keys, optionally only those starting with `prefix`.
@@ -308,15 +363,11 @@ pub fn list_keys(
     cursor: Option<&str>,
     limit: Option<u32>,
 ) -> Result<KeyPage> {
-    let page = wit::list_keys(prefix, cursor, limit)?;
-    Ok(KeyPage {
-        keys: page.keys,
-        cursor: page.cursor,
-    })
+    Namespace::DEFAULT.list_keys(prefix, cursor, limit)
 }
 
-/// Iterates over all keys of the workspace in ascending byte order, fetching
-/// them a page at a time.
+/// Iterates over all keys of the default space in ascending byte order,
+/// fetching them a page at a time.
 ///
 /// ```no_run
 /// for key in cubby_sdk::keys() {
@@ -325,7 +376,7 @@ pub fn list_keys(
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn keys() -> Keys {
-    Keys::new(None)
+    Namespace::DEFAULT.keys()
 }
 
 /// Iterates over the keys that start with `prefix`, in ascending byte order.
@@ -335,60 +386,52 @@ pub fn keys() -> Keys {
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
 pub fn keys_with_prefix(prefix: impl Into<String>) -> Keys {
-    Keys::new(Some(prefix.into()))
+    Namespace::DEFAULT.keys_with_prefix(prefix)
 }
 
-/// An iterator over keys, returned by [`keys`] and [`keys_with_prefix`].
-///
-/// Each item is a key or the error that stopped the listing (after an error
-/// the iterator ends). Pages are fetched lazily, so taking a few keys of a
-/// large workspace costs one page.
+/// Iterates over the names of the workspace's namespaces that hold a key
+/// (the default space is not listed).
 ///
 /// ```no_run
-/// let first_ten: Vec<String> = cubby_sdk::keys().take(10).collect::<Result<_, _>>()?;
+/// for name in cubby_sdk::namespaces() {
+///     println!("{}", name?);
+/// }
 /// # Ok::<(), cubby_sdk::Error>(())
 /// ```
-#[derive(Debug)]
-pub struct Keys {
-    prefix: Option<String>,
-    cursor: Option<String>,
-    page: std::vec::IntoIter<String>,
-    done: bool,
+pub fn namespaces() -> Keys {
+    Keys::new(types::Listing::Namespaces)
 }
 
-impl Keys {
-    fn new(prefix: Option<String>) -> Self {
-        Self {
-            prefix,
-            cursor: None,
-            page: Vec::new().into_iter(),
-            done: false,
-        }
-    }
+/// What the whole workspace stores, all namespaces together (live entries
+/// only). For one namespace, see [`Namespace::usage`].
+///
+/// ```no_run
+/// let u = cubby_sdk::usage()?;
+/// println!("{} keys, {} bytes", u.keys, u.bytes);
+/// # Ok::<(), cubby_sdk::Error>(())
+/// ```
+pub fn usage() -> Result<Usage> {
+    let u = wit::usage(None)?;
+    Ok(Usage {
+        keys: u.keys,
+        bytes: u.bytes,
+    })
 }
 
-impl Iterator for Keys {
-    type Item = Result<String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(key) = self.page.next() {
-                return Some(Ok(key));
-            }
-            if self.done {
-                return None;
-            }
-            match list_keys(self.prefix.as_deref(), self.cursor.as_deref(), None) {
-                Ok(page) => {
-                    self.done = page.cursor.is_none();
-                    self.cursor = page.cursor;
-                    self.page = page.keys.into_iter();
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
+/// The limits and quotas the host enforces on this workspace.
+///
+/// ```no_run
+/// let limits = cubby_sdk::limits();
+/// println!("values up to {} bytes", limits.max_value_bytes);
+/// ```
+pub fn limits() -> Limits {
+    let l = wit::limits();
+    Limits {
+        max_keys: l.max_keys,
+        max_bytes: l.max_bytes,
+        max_key_bytes: l.max_key_bytes,
+        max_value_bytes: l.max_value_bytes,
+        max_batch: l.max_batch,
+        max_page: l.max_page,
     }
 }

@@ -139,7 +139,7 @@ fn notes_and_kv_inspection() {
     // kv list shows exactly that workspace's keys.
     assert_eq!(
         ok(env.cubby(&["kv", "list", "--workspace", "a"])),
-        "next-id\nnote/00000000000000000001\nnote/00000000000000000002\n"
+        "last-id\nnote/00000000000000000001\nnote/00000000000000000002\n"
     );
     assert_eq!(
         ok(env.cubby(&["kv", "list", "-w", "a", "--prefix", "note/", "--limit", "1"])),
@@ -147,7 +147,7 @@ fn notes_and_kv_inspection() {
     );
     assert_eq!(
         ok(env.cubby(&["kv", "list", "-w", "b"])),
-        "next-id\nnote/00000000000000000001\n"
+        "last-id\nnote/00000000000000000001\n"
     );
     assert_eq!(ok(env.cubby(&["kv", "list", "-w", "nobody"])), "");
 

@@ -36,6 +36,18 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "the `kvsh` example plugin (command-style, listing)",
     ),
     (
+        "RATE_LIMITER",
+        "rate-limiter",
+        "rate_limiter.wasm",
+        "the `rate-limiter` example plugin (request/response, counters and expiry)",
+    ),
+    (
+        "TOKEN_CACHE",
+        "token-cache",
+        "token_cache.wasm",
+        "the `token-cache` example plugin (request/response, expiry and renew-on-read)",
+    ),
+    (
         "PROBE",
         "probe",
         "probe.wasm",

@@ -18,12 +18,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads the counter (missing means 0), adds one and stores it as JSON.
-fn bump(name: &str) -> Result<u64, cubby_sdk::Error> {
-    let current: u64 = cubby_sdk::get_json(name)?.unwrap_or(0);
-    let next = current
-        .checked_add(1)
-        .ok_or_else(|| cubby_sdk::Error::Encode(format!("counter {name:?} is at its maximum")))?;
-    cubby_sdk::set_json(name, &next)?;
-    Ok(next)
+/// Adds one to the counter atomically (a missing counter starts at 0), so
+/// concurrent runs never lose a count.
+fn bump(name: &str) -> Result<i64, cubby_sdk::Error> {
+    cubby_sdk::Counter::new(name).increment()
 }

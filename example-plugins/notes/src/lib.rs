@@ -7,7 +7,8 @@
 //! - `{"op":"remove","id":1}` → `{"removed":true}` (or `false` if there was none)
 //!
 //! Each note is stored under `note/<id>` (the id zero-padded, so that key order
-//! is id order), and the next id under `next-id`.
+//! is id order). Ids come from an atomic counter under `last-id`, so
+//! concurrent `add`s never hand out the same id.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,7 @@ enum Request {
     Remove { id: u64 },
 }
 
-const NEXT_ID: &str = "next-id";
+const LAST_ID: &str = "last-id";
 const PREFIX: &str = "note/";
 
 fn note_key(id: u64) -> String {
@@ -53,10 +54,14 @@ impl cubby_sdk::Plugin for Notes {
 }
 
 fn add(text: String) -> cubby_sdk::Result<serde_json::Value> {
-    let id: u64 = cubby_sdk::get_json(NEXT_ID)?.unwrap_or(1);
+    let id = cubby_sdk::Counter::new(LAST_ID).increment()?;
+    let id = u64::try_from(id).map_err(|_| cubby_sdk::Error::NotACounter)?;
     let note = Note { id, text };
-    cubby_sdk::set_json(note_key(id), &note)?;
-    cubby_sdk::set_json(NEXT_ID, &(id + 1))?;
+    // The id is new, so the key must be free; if it is not, fail rather
+    // than overwrite a note.
+    cubby_sdk::put_json(note_key(id), &note)?
+        .if_absent()
+        .apply()?;
     serde_json::to_value(note).map_err(|e| cubby_sdk::Error::Encode(e.to_string()))
 }
 

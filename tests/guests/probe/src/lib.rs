@@ -1,9 +1,13 @@
 //! `probe`: a test-only plugin that performs the storage call a request names
 //! and reports the result as JSON, so tests can drive any key (hostile ones
 //! included) through the real guest → host path, and repeats a get for the
-//! benchmark. It also probes the sandbox and misbehaves on request: loops
+//! benchmark, and exercises every richer operation (expiry, counters,
+//! compare-and-swap, batches, transactions, namespaces, usage). It also probes the sandbox and misbehaves on request: loops
 //! forever, grows memory without bound, or panics.
 
+use std::time::Duration;
+
+use cubby_sdk::{Condition, Namespace, Transaction};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -11,9 +15,13 @@ use serde_json::{Value, json};
 #[serde(tag = "op", rename_all = "kebab-case")]
 enum Request {
     Get {
+        #[serde(default)]
+        ns: String,
         key: String,
     },
     Set {
+        #[serde(default)]
+        ns: String,
         key: String,
         value: String,
     },
@@ -22,11 +30,74 @@ enum Request {
         len: usize,
     },
     Delete {
+        #[serde(default)]
+        ns: String,
         key: String,
     },
     Exists {
+        #[serde(default)]
+        ns: String,
         key: String,
     },
+    /// A `put` with optional TTL and condition; answers the new version.
+    Put {
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+        #[serde(default)]
+        if_absent: bool,
+        if_version: Option<u64>,
+    },
+    Entry {
+        key: String,
+    },
+    Renew {
+        key: String,
+        ttl_ms: u64,
+    },
+    Expire {
+        key: String,
+        ttl_ms: Option<u64>,
+    },
+    DeleteIf {
+        key: String,
+        version: u64,
+    },
+    Incr {
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    },
+    /// `n` increments of 1; answers the last value.
+    IncrLoop {
+        key: String,
+        n: u32,
+    },
+    /// `n` read-modify-write updates (+1) through compare-and-swap.
+    UpdateLoop {
+        key: String,
+        n: u32,
+    },
+    GetMany {
+        keys: Vec<String>,
+    },
+    SetMany {
+        entries: Vec<(String, String)>,
+    },
+    DeleteMany {
+        keys: Vec<String>,
+    },
+    Tx {
+        ops: Vec<TxOp>,
+    },
+    Clear {
+        ns: String,
+    },
+    Namespaces,
+    Usage {
+        ns: Option<String>,
+    },
+    Limits,
     Page {
         prefix: Option<String>,
         cursor: Option<String>,
@@ -50,6 +121,64 @@ enum Request {
     Panic,
 }
 
+/// One operation of a `tx` request.
+#[derive(Deserialize)]
+struct TxOp {
+    #[serde(default)]
+    ns: String,
+    key: String,
+    action: String,
+    value: Option<String>,
+    delta: Option<i64>,
+    #[serde(default)]
+    if_absent: bool,
+    if_version: Option<u64>,
+    if_value: Option<String>,
+}
+
+fn ns(name: String) -> Namespace {
+    Namespace::new(name)
+}
+
+fn entry_json(e: Option<cubby_sdk::Entry>) -> Value {
+    e.map_or(Value::Null, |e| {
+        json!({
+            "value": String::from_utf8_lossy(&e.value),
+            "version": e.version,
+            "ttl_ms": e.expires_in.map(|d| d.as_millis() as u64),
+        })
+    })
+}
+
+fn tx(ops: Vec<TxOp>) -> cubby_sdk::Result<Value> {
+    let mut t = Transaction::new();
+    for op in ops {
+        let key = ns(op.ns).key(op.key);
+        t = match op.action.as_str() {
+            "check" => t.check(key, Condition::Absent),
+            "set" => t.set(key, op.value.unwrap_or_default()),
+            "delete" => t.delete(key),
+            _ => t.increment(key, op.delta.unwrap_or(1)),
+        };
+        if op.if_absent {
+            t = t.if_absent();
+        }
+        if let Some(v) = op.if_version {
+            t = t.if_version(v);
+        }
+        if let Some(v) = op.if_value {
+            t = t.if_value(v);
+        }
+    }
+    let outcomes = t.commit()?;
+    Ok(json!(
+        outcomes
+            .iter()
+            .map(|o| format!("{o:?}"))
+            .collect::<Vec<_>>()
+    ))
+}
+
 struct Probe;
 
 impl cubby_sdk::Plugin for Probe {
@@ -57,15 +186,82 @@ impl cubby_sdk::Plugin for Probe {
         let request: Request =
             serde_json::from_slice(&request).map_err(|e| format!("bad request: {e}"))?;
         let result = match request {
-            Request::Get { key } => cubby_sdk::get_string(&key).map(|v| json!(v)),
-            Request::Set { key, value } => {
-                cubby_sdk::set_string(&key, &value).map(|()| Value::Null)
+            Request::Get { ns: n, key } => ns(n).get_string(&key).map(|v| json!(v)),
+            Request::Set { ns: n, key, value } => {
+                ns(n).set_string(&key, &value).map(|()| Value::Null)
             }
             Request::SetBytes { key, len } => {
                 cubby_sdk::set(&key, vec![7u8; len]).map(|()| Value::Null)
             }
-            Request::Delete { key } => cubby_sdk::delete(&key).map(|b| json!(b)),
-            Request::Exists { key } => cubby_sdk::exists(&key).map(|b| json!(b)),
+            Request::Delete { ns: n, key } => ns(n).delete(&key).map(|b| json!(b)),
+            Request::Exists { ns: n, key } => ns(n).exists(&key).map(|b| json!(b)),
+            Request::Put {
+                key,
+                value,
+                ttl_ms,
+                if_absent,
+                if_version,
+            } => {
+                let mut put = cubby_sdk::put(key, value);
+                if let Some(ms) = ttl_ms {
+                    put = put.ttl(Duration::from_millis(ms));
+                }
+                if if_absent {
+                    put = put.if_absent();
+                }
+                if let Some(v) = if_version {
+                    put = put.if_version(v);
+                }
+                put.apply().map(|v| json!(v))
+            }
+            Request::Entry { key } => cubby_sdk::entry(&key).map(entry_json),
+            Request::Renew { key, ttl_ms } => {
+                cubby_sdk::get_and_renew(&key, Duration::from_millis(ttl_ms)).map(entry_json)
+            }
+            Request::Expire { key, ttl_ms } => {
+                cubby_sdk::expire(&key, ttl_ms.map(Duration::from_millis)).map(|b| json!(b))
+            }
+            Request::DeleteIf { key, version } => Namespace::DEFAULT
+                .delete_if_version(&key, version)
+                .map(|b| json!(b)),
+            Request::Incr { key, delta, ttl_ms } => {
+                let mut counter = cubby_sdk::Counter::new(key);
+                if let Some(ms) = ttl_ms {
+                    counter = counter.expire_new_after(Duration::from_millis(ms));
+                }
+                counter.add(delta).map(|n| json!(n))
+            }
+            Request::IncrLoop { key, n } => (0..n)
+                .try_fold(0, |_, _| cubby_sdk::increment(&key, 1))
+                .map(|n| json!(n)),
+            Request::UpdateLoop { key, n } => (0..n)
+                .try_fold(0u64, |_, _| {
+                    cubby_sdk::update_json(&key, |old: Option<u64>| old.unwrap_or(0) + 1)
+                })
+                .map(|n| json!(n)),
+            Request::GetMany { keys } => cubby_sdk::get_many(&keys).map(|values| {
+                json!(
+                    values
+                        .into_iter()
+                        .map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()))
+                        .collect::<Vec<_>>()
+                )
+            }),
+            Request::SetMany { entries } => cubby_sdk::set_many(&entries).map(|()| Value::Null),
+            Request::DeleteMany { keys } => cubby_sdk::delete_many(&keys).map(|n| json!(n)),
+            Request::Tx { ops } => tx(ops),
+            Request::Clear { ns: n } => ns(n).clear().map(|n| json!(n)),
+            Request::Namespaces => cubby_sdk::namespaces()
+                .collect::<Result<Vec<_>, _>>()
+                .map(|n| json!(n)),
+            Request::Usage { ns: None } => cubby_sdk::usage().map(|u| json!([u.keys, u.bytes])),
+            Request::Usage { ns: Some(n) } => ns(n).usage().map(|u| json!([u.keys, u.bytes])),
+            Request::Limits => {
+                let l = cubby_sdk::limits();
+                Ok(
+                    json!({ "max_keys": l.max_keys, "max_bytes": l.max_bytes, "max_batch": l.max_batch }),
+                )
+            }
             Request::Page {
                 prefix,
                 cursor,
@@ -103,6 +299,9 @@ impl cubby_sdk::Plugin for Probe {
         };
         let response = match result {
             Ok(value) => json!({ "ok": value }),
+            Err(cubby_sdk::Error::Conflict { index, current }) => {
+                json!({ "err": "conflict", "index": index, "current": entry_json(current) })
+            }
             Err(e) => json!({ "err": kind(&e), "message": e.to_string() }),
         };
         serde_json::to_vec(&response).map_err(|e| e.to_string())
@@ -115,6 +314,11 @@ fn kind(e: &cubby_sdk::Error) -> &'static str {
         cubby_sdk::Error::ValueTooLarge(_) => "value-too-large",
         cubby_sdk::Error::QuotaExceeded(_) => "quota-exceeded",
         cubby_sdk::Error::InvalidCursor => "invalid-cursor",
+        cubby_sdk::Error::InvalidNamespace(_) => "invalid-namespace",
+        cubby_sdk::Error::NotACounter => "not-a-counter",
+        cubby_sdk::Error::Overflow => "overflow",
+        cubby_sdk::Error::TooManyOperations(_) => "too-many-operations",
+        cubby_sdk::Error::InvalidArgument(_) => "invalid-argument",
         cubby_sdk::Error::Host(_) => "host",
         cubby_sdk::Error::Decode { .. } => "decode",
         _ => "other",
