@@ -9,7 +9,9 @@ use anyhow::{Context, Result, bail};
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
-use crate::{Durability, Limits, Output, Runtime, Storage, StorageOptions};
+use crate::{
+    Durability, Limits, Namespace, Output, Quota, Runtime, Storage, StorageOptions, WriteOptions,
+};
 
 const NO_HOME: &str =
     "cannot find the per-user data folder (is HOME set?); pass --db PATH or --in-memory";
@@ -53,6 +55,47 @@ struct DbArgs {
     /// Largest page a plugin may ask for when listing keys.
     #[arg(long, global = true, value_name = "N", default_value_t = Limits::default().max_page_size)]
     max_page_size: u32,
+    /// Most operations in one batch or transaction.
+    #[arg(long, global = true, value_name = "N", default_value_t = Limits::default().max_batch_ops)]
+    max_batch: u32,
+    /// Default quota: most bytes (keys plus values) one workspace may hold.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size,
+          default_value_t = ByteSize::b(Limits::default().max_bytes_per_workspace))]
+    quota_bytes: ByteSize,
+    /// Default quota: most keys one workspace may hold.
+    #[arg(long, global = true, value_name = "N", default_value_t = Limits::default().max_keys_per_workspace)]
+    quota_keys: u64,
+    /// The quota of one workspace, replacing the defaults for it:
+    /// WORKSPACE=SIZE or WORKSPACE=SIZE,KEYS (e.g. team-a=10MiB,5000).
+    /// Repeat for more workspaces.
+    #[arg(long = "quota", global = true, value_name = "WORKSPACE=SIZE[,KEYS]", value_parser = parse_quota)]
+    quotas: Vec<(String, QuotaArg)>,
+}
+
+/// A `--quota` value: bytes, and keys if given.
+#[derive(Debug, Clone, Copy)]
+struct QuotaArg {
+    bytes: u64,
+    keys: Option<u64>,
+}
+
+fn parse_quota(arg: &str) -> Result<(String, QuotaArg), String> {
+    let (ws, limits) = arg
+        .split_once('=')
+        .ok_or("expected WORKSPACE=SIZE or WORKSPACE=SIZE,KEYS")?;
+    let (bytes, keys) = match limits.split_once(',') {
+        Some((bytes, keys)) => (bytes, Some(keys)),
+        None => (limits, None),
+    };
+    let bytes = parse_size(bytes)?.as_u64();
+    let keys = keys
+        .map(|k| {
+            k.trim()
+                .parse::<u64>()
+                .map_err(|e| format!("bad key count {k:?}: {e}"))
+        })
+        .transpose()?;
+    Ok((ws.to_owned(), QuotaArg { bytes, keys }))
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,39 +150,64 @@ struct PluginArgs {
     no_cache: bool,
 }
 
+/// Which keys a `kv` command works on.
+#[derive(Debug, Args)]
+struct KvTarget {
+    /// The workspace.
+    #[arg(long, short, value_name = "ID")]
+    workspace: String,
+    /// The namespace inside the workspace (default: the default space).
+    #[arg(long, short, value_name = "NAME", default_value = "")]
+    namespace: String,
+}
+
+impl KvTarget {
+    fn open(&self, storage: &Storage) -> Result<Namespace> {
+        Ok(storage
+            .workspace(&self.workspace)?
+            .namespace(&self.namespace)?)
+    }
+
+    fn describe(&self) -> String {
+        match self.namespace.as_str() {
+            "" => format!("workspace {:?}", self.workspace),
+            ns => format!("namespace {ns:?} of workspace {:?}", self.workspace),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum KvCommand {
-    /// Print the value of a key (exits with 1 if it is missing).
+    /// Print the value of a key (exits with 1 if it is missing or expired).
     Get {
-        /// The workspace.
-        #[arg(long, short, value_name = "ID")]
-        workspace: String,
+        #[command(flatten)]
+        target: KvTarget,
         /// The key.
         key: String,
     },
     /// Set a key to a value.
     Set {
-        /// The workspace.
-        #[arg(long, short, value_name = "ID")]
-        workspace: String,
+        #[command(flatten)]
+        target: KvTarget,
         /// The key.
         key: String,
         /// The value: text, or @FILE to read it from a file, or @- for stdin.
         value: String,
+        /// Expire the key after this long (e.g. 30s, 10m, 1day).
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<humantime::Duration>,
     },
     /// Delete a key (exits with 1 if it was missing).
     Delete {
-        /// The workspace.
-        #[arg(long, short, value_name = "ID")]
-        workspace: String,
+        #[command(flatten)]
+        target: KvTarget,
         /// The key.
         key: String,
     },
     /// List keys, one per line, in byte order.
     List {
-        /// The workspace.
-        #[arg(long, short, value_name = "ID")]
-        workspace: String,
+        #[command(flatten)]
+        target: KvTarget,
         /// Only keys that start with this.
         #[arg(long)]
         prefix: Option<String>,
@@ -147,6 +215,20 @@ enum KvCommand {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
+    /// Show a workspace's usage against its quota, per namespace.
+    Usage {
+        /// The workspace.
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+    },
+    /// Delete every key of a namespace (or of the default space).
+    Clear {
+        #[command(flatten)]
+        target: KvTarget,
+    },
+    /// Remove every expired entry now (the host also does it in the
+    /// background); prints how many.
+    Prune,
 }
 
 /// Runs the tool with the process's arguments; returns the exit code.
@@ -231,34 +313,76 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     match kv {
-        KvCommand::Get { workspace, key } => match storage.workspace(&workspace)?.get(&key)? {
+        KvCommand::Get { target, key } => match target.open(storage)?.get(&key)? {
             Some(value) => print_bytes(&value)?,
-            None => bail!("key {key:?} not found in workspace {workspace:?}"),
+            None => bail!("key {key:?} not found in {}", target.describe()),
         },
         KvCommand::Set {
-            workspace,
+            target,
             key,
             value,
+            ttl,
         } => {
             let value = read_arg(&value)?;
-            storage.workspace(&workspace)?.set(&key, value)?;
+            let mut options = WriteOptions::default();
+            options.ttl = ttl.map(Into::into);
+            target.open(storage)?.set_with(&key, value, options)?;
         }
-        KvCommand::Delete { workspace, key } => {
-            if !storage.workspace(&workspace)?.delete(&key)? {
-                bail!("key {key:?} not found in workspace {workspace:?}");
+        KvCommand::Delete { target, key } => {
+            if !target.open(storage)?.delete(&key)? {
+                bail!("key {key:?} not found in {}", target.describe());
             }
         }
         KvCommand::List {
-            workspace,
+            target,
             prefix,
             limit,
         } => {
-            let ws = storage.workspace(&workspace)?;
-            let mut out = std::io::stdout().lock();
-            for key in ws.keys(prefix.as_deref()).take(limit.unwrap_or(usize::MAX)) {
+            let ns = target.open(storage)?;
+            for key in ns.keys(prefix.as_deref()).take(limit.unwrap_or(usize::MAX)) {
                 writeln!(out, "{}", printable(&key?))?;
             }
+        }
+        KvCommand::Usage { workspace } => {
+            let ws = storage.workspace(&workspace)?;
+            let (usage, quota) = (ws.usage()?, ws.quota());
+            writeln!(out, "namespace\tkeys\tbytes")?;
+            let default = ws.default_space().usage()?;
+            if default.keys > 0 {
+                writeln!(out, "(default)\t{}\t{}", default.keys, default.bytes)?;
+            }
+            let mut cursor = None;
+            loop {
+                let page = ws.namespaces(cursor.as_deref(), None)?;
+                for name in page.keys {
+                    let u = ws.namespace(&name)?.usage()?;
+                    writeln!(out, "{}\t{}\t{}", printable(&name), u.keys, u.bytes)?;
+                }
+                match page.cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            writeln!(out, "(total)\t{}\t{}", usage.keys, usage.bytes)?;
+            writeln!(out, "(quota)\t{}\t{}", quota.max_keys, quota.max_bytes)?;
+        }
+        KvCommand::Clear { target } => {
+            let ns = target.open(storage)?;
+            let mut removed = 0;
+            loop {
+                let step = ns.clear()?;
+                removed += step.deleted;
+                if step.done {
+                    break;
+                }
+            }
+            writeln!(out, "removed {removed} keys from {}", target.describe())?;
+        }
+        KvCommand::Prune => {
+            let report = storage.prune()?;
+            writeln!(out, "removed {} expired entries", report.removed)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -270,6 +394,16 @@ fn open_storage(args: &DbArgs) -> Result<Storage> {
     options.limits.max_value_bytes =
         usize::try_from(args.max_value_size.as_u64()).context("--max-value-size is too large")?;
     options.limits.max_page_size = args.max_page_size;
+    options.limits.max_batch_ops = args.max_batch;
+    options.limits.max_bytes_per_workspace = args.quota_bytes.as_u64();
+    options.limits.max_keys_per_workspace = args.quota_keys;
+    for (ws, q) in &args.quotas {
+        let quota = Quota {
+            max_bytes: q.bytes,
+            max_keys: q.keys.unwrap_or(args.quota_keys),
+        };
+        options.quotas.insert(ws.clone(), quota);
+    }
     options.verify_on_open = !args.no_verify;
     if args.relaxed {
         options.durability = Durability::Relaxed;

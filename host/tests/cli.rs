@@ -270,3 +270,57 @@ fn usage_mistakes_are_explained_by_clap() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!Path::new("x.redb").exists());
 }
+
+#[test]
+fn namespaces_expiry_quotas_usage_and_prune_from_the_command_line() {
+    let env = Env::new();
+    ok(env.cubby(&["kv", "set", "-w", "a", "k", "v"]));
+    ok(env.cubby(&["kv", "set", "-w", "a", "-n", "sessions", "k", "in sessions"]));
+    ok(env.cubby(&[
+        "kv", "set", "-w", "a", "-n", "sessions", "gone", "x", "--ttl", "1ms",
+    ]));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(ok(env.cubby(&["kv", "get", "-w", "a", "k"])), "v");
+    assert_eq!(
+        ok(env.cubby(&["kv", "get", "-w", "a", "-n", "sessions", "k"])),
+        "in sessions"
+    );
+    let missing = env.cubby(&["kv", "get", "-w", "a", "-n", "sessions", "gone"]);
+    assert_eq!(missing.status.code(), Some(1), "an expired key is missing");
+    assert_eq!(
+        ok(env.cubby(&["kv", "list", "-w", "a", "-n", "sessions"])),
+        "k\n"
+    );
+    assert_eq!(
+        ok(env.cubby(&["kv", "usage", "-w", "a"])),
+        "namespace\tkeys\tbytes\n(default)\t1\t2\nsessions\t1\t12\n(total)\t2\t14\n\
+         (quota)\t1000000\t1073741824\n"
+    );
+    assert_eq!(
+        ok(env.cubby(&["kv", "prune"])),
+        "removed 1 expired entries\n"
+    );
+    // A per-workspace quota refuses the write that would pass it.
+    let over = env.cubby(&[
+        "--quota",
+        "a=20B,5",
+        "kv",
+        "set",
+        "-w",
+        "a",
+        "big",
+        "0123456789",
+    ]);
+    assert_eq!(over.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&over.stderr);
+    assert!(stderr.starts_with("error: quota exceeded"), "{stderr}");
+    assert!(
+        ok(env.cubby(&["--quota", "a=20B,5", "kv", "usage", "-w", "a"]))
+            .ends_with("(quota)\t5\t20\n")
+    );
+    assert_eq!(
+        ok(env.cubby(&["kv", "clear", "-w", "a", "-n", "sessions"])),
+        "removed 1 keys from namespace \"sessions\" of workspace \"a\"\n"
+    );
+    assert_eq!(ok(env.cubby(&["kv", "list", "-w", "a"])), "k\n");
+}
