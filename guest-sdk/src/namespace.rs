@@ -336,6 +336,6 @@ impl Namespace {
 /// A duration as whole milliseconds for the host, rounded up so that a
 /// non-zero duration never becomes 0.
 pub(crate) fn millis(d: Duration) -> u64 {
-    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
     u64::try_from(ms).unwrap_or(u64::MAX)
 }

@@ -326,8 +326,10 @@ fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
             ttl,
         } => {
             let value = read_arg(&value)?;
-            let mut options = WriteOptions::default();
-            options.ttl = ttl.map(Into::into);
+            let options = WriteOptions {
+                ttl: ttl.map(Into::into),
+                ..WriteOptions::default()
+            };
             target.open(storage)?.set_with(&key, value, options)?;
         }
         KvCommand::Delete { target, key } => {

@@ -193,9 +193,10 @@ impl Host for StorageCtx {
         value: Vec<u8>,
         options: wit::WriteOptions,
     ) -> WitResult<u64> {
-        let mut opts = WriteOptions::default();
-        opts.ttl = ttl(options.ttl_ms);
-        opts.condition = options.condition.map(Into::into);
+        let opts = WriteOptions {
+            ttl: ttl(options.ttl_ms),
+            condition: options.condition.map(Into::into),
+        };
         self.in_ns(&ns, |n| n.set_with(&key, value, opts))
     }
 

@@ -445,9 +445,11 @@ fn manual(
     clock: &ManualClock,
     f: impl FnOnce(&mut StorageOptions),
 ) -> Storage {
-    let mut options = StorageOptions::default();
-    options.clock = Arc::new(clock.clone());
-    options.sweep_interval = None;
+    let mut options = StorageOptions {
+        clock: Arc::new(clock.clone()),
+        sweep_interval: None,
+        ..StorageOptions::default()
+    };
     f(&mut options);
     match path {
         Some(path) => Storage::open(path, options).unwrap(),
@@ -936,8 +938,6 @@ fn schema_1_databases_are_upgraded_in_place() {
     );
 }
 
-/// Random sequences of operations against the engine and a `BTreeMap` model:
-/// every answer, every listing page and the usage must agree.
 mod model {
     //! Random sequences of operations against the engine and a plain
     //! in-memory model (a `BTreeMap` and a clock), compared after every step.
@@ -1089,9 +1089,11 @@ mod model {
         #[test]
         fn engine_matches_a_model(steps in proptest::collection::vec(step(), 1..60)) {
             let clock = ManualClock::new(1_000);
-            let mut options = StorageOptions::default();
-            options.clock = Arc::new(clock.clone());
-            options.sweep_interval = None;
+            let mut options = StorageOptions {
+                clock: Arc::new(clock.clone()),
+                sweep_interval: None,
+                ..StorageOptions::default()
+            };
             options.limits.max_page_size = 2;
             let storage = Storage::in_memory(options).unwrap();
             let handles: Vec<Vec<Namespace>> = WORKSPACES
@@ -1272,8 +1274,8 @@ mod model {
                 for w in 0..WORKSPACES.len() {
                     let ws = storage.workspace(WORKSPACES[w]).unwrap();
                     prop_assert_eq!(ws.usage().unwrap(), model.usage(w, None));
-                    for n in 0..NAMESPACES.len() {
-                        prop_assert_eq!(handles[w][n].usage().unwrap(), model.usage(w, Some(n)));
+                    for (n, handle) in handles[w].iter().enumerate() {
+                        prop_assert_eq!(handle.usage().unwrap(), model.usage(w, Some(n)));
                     }
                     let names: Vec<String> = (1..NAMESPACES.len())
                         .filter(|n| model.usage(w, Some(*n)).keys > 0)
