@@ -6,43 +6,15 @@
 
 use std::time::Duration;
 
-use cubby_artifacts as guests;
-use cubby_host::{
-    CallError, LoadError, Output, Plugin, Runtime, RuntimeBuilder, Storage, StorageOptions,
-    Workspace,
-};
-use serde_json::{Value, json};
+mod common;
 
-/// A runtime builder for tests: stdout and stderr captured, and compiled
-/// components cached on disk so each is compiled once for the whole suite.
-fn runtime_builder() -> RuntimeBuilder {
-    Runtime::builder()
-        .cache_dir(guests::CACHE_DIR)
-        .stdout(Output::Capture)
-        .stderr(Output::Capture)
-        .timeout(Duration::from_secs(5))
-}
+use common::{call as probe, load, runtime_builder};
+use cubby_artifacts as guests;
+use cubby_host::{CallError, LoadError, Storage, StorageOptions, Workspace};
+use serde_json::{Value, json};
 
 fn memory_storage() -> Storage {
     Storage::in_memory(StorageOptions::default()).unwrap()
-}
-
-async fn load(path: &str) -> Plugin {
-    runtime_builder()
-        .build()
-        .unwrap()
-        .load_file(path)
-        .await
-        .unwrap()
-}
-
-/// Sends one request to the probe guest and returns its JSON answer.
-async fn probe(plugin: &Plugin, ws: &Workspace, request: Value) -> Value {
-    let out = plugin
-        .call(ws, request.to_string().as_bytes())
-        .await
-        .unwrap();
-    serde_json::from_slice(&out).unwrap()
 }
 
 fn all_keys(ws: &Workspace) -> Vec<String> {

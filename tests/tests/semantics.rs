@@ -8,32 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::{call, load};
 use cubby_artifacts as guests;
-use cubby_host::{
-    ManualClock, Output, Plugin, Quota, Runtime, Storage, StorageOptions, Usage, Workspace,
-};
+use cubby_host::{ManualClock, Plugin, Quota, Storage, StorageOptions, Usage, Workspace};
 use serde_json::{Value, json};
-
-async fn load(path: &str) -> Plugin {
-    Runtime::builder()
-        .cache_dir(guests::CACHE_DIR)
-        .stdout(Output::Capture)
-        .stderr(Output::Capture)
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
-        .load_file(path)
-        .await
-        .unwrap()
-}
-
-async fn call(plugin: &Plugin, ws: &Workspace, request: Value) -> Value {
-    let out = plugin
-        .call(ws, request.to_string().as_bytes())
-        .await
-        .unwrap();
-    serde_json::from_slice(&out).unwrap()
-}
 
 /// Storage on a clock that only moves when the test says so.
 fn storage_at(clock: &ManualClock, f: impl FnOnce(&mut StorageOptions)) -> Storage {

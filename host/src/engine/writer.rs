@@ -169,40 +169,33 @@ fn run(
                 Err(RecvTimeoutError::Disconnected) => break,
             },
         };
-        let Some(first) = first else {
-            if deadline.is_none() {
-                break; // every sender is gone
-            }
-            // A timer is due; handled below.
-            run_timers(
-                db,
-                shared,
-                durability,
-                &mut last_flush,
-                &mut pending_flush,
-                (sweep_every, &mut next_sweep, &mut sweep_from),
-            );
-            continue;
-        };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        let durable = durability == Durability::Durable || last_flush.elapsed() >= RELAXED_FLUSH;
-        match commit_group(db, shared, group, durable) {
-            Ok(()) => {
-                if durable {
-                    last_flush = Instant::now();
+        match first {
+            Some(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
                 }
-                pending_flush |= !durable;
+                let durable =
+                    durability == Durability::Durable || last_flush.elapsed() >= RELAXED_FLUSH;
+                match commit_group(db, shared, group, durable) {
+                    Ok(()) => {
+                        if durable {
+                            last_flush = Instant::now();
+                        }
+                        // A durable commit makes every earlier one durable.
+                        pending_flush = !durable;
+                    }
+                    Err(e) => tracing::error!(error = ?e, "write group failed"),
+                }
             }
-            Err(e) => tracing::error!(error = ?e, "write group failed"),
+            None if deadline.is_none() => break, // every sender is gone
+            None => {}                           // a timer is due
         }
-        // Under constant load the channel is never idle: timers are also
-        // checked between groups.
+        // Timers are checked after every wake-up: under constant load the
+        // channel is never idle.
         run_timers(
             db,
             shared,
