@@ -371,15 +371,7 @@ fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
             writeln!(out, "(quota)\t{}\t{}", quota.max_keys, quota.max_bytes)?;
         }
         KvCommand::Clear { target } => {
-            let ns = target.open(storage)?;
-            let mut removed = 0;
-            loop {
-                let step = ns.clear()?;
-                removed += step.deleted;
-                if step.done {
-                    break;
-                }
-            }
+            let removed = target.open(storage)?.clear_all()?;
             writeln!(out, "removed {removed} keys from {}", target.describe())?;
         }
         KvCommand::Prune => {

@@ -336,6 +336,15 @@ impl Storage {
     }
 }
 
+/// The expiry-index keys of a workspace's entries that have expired at
+/// `now_ms` (a deadline at or before it).
+fn expired_range(
+    ws: &str,
+    now_ms: u64,
+) -> std::ops::Range<(&str, u64, &'static str, &'static str)> {
+    (ws, 0, "", "")..(ws, now_ms.saturating_add(1), "", "")
+}
+
 /// The (keys, bytes) of a workspace's (or one namespace's) expired entries
 /// that the sweeper has not removed yet.
 fn expired_unswept(
@@ -344,9 +353,8 @@ fn expired_unswept(
     ns: Option<&str>,
     now_ms: u64,
 ) -> Result<(u64, u64), StorageError> {
-    let end = now_ms.saturating_add(1);
     let (mut keys, mut bytes) = (0u64, 0u64);
-    for row in expiry.range((ws, 0, "", "")..(ws, end, "", ""))? {
+    for row in expiry.range(expired_range(ws, now_ms))? {
         let (k, v) = row?;
         if ns.is_none_or(|ns| k.value().2 == ns) {
             keys += 1;

@@ -10,7 +10,9 @@
 //! The version serves compare-and-swap; the expiry, time-to-live. A counter
 //! is an ordinary value holding its number in decimal ASCII.
 
-use super::StorageError;
+use std::time::Duration;
+
+use super::{Entry, StorageError};
 
 const FORMAT: u8 = 1;
 const HEADER: usize = 17;
@@ -54,6 +56,17 @@ impl<'a> Record<'a> {
             expires_at_ms: (expiry != 0).then_some(expiry),
             value: &bytes[HEADER..],
         })
+    }
+
+    /// The entry as the API reports it at `now_ms`.
+    pub fn to_entry(self, now_ms: u64) -> Entry {
+        Entry {
+            value: self.value.to_vec(),
+            version: self.version,
+            expires_in: self
+                .expires_at_ms
+                .map(|at| Duration::from_millis(at.saturating_sub(now_ms))),
+        }
     }
 
     /// Whether the entry has expired at `now_ms`.

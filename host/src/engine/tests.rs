@@ -938,6 +938,90 @@ fn schema_1_databases_are_upgraded_in_place() {
     );
 }
 
+#[test]
+fn a_lowered_quota_lets_a_workspace_shrink_but_not_grow() {
+    let storage = mem();
+    let ws = storage.workspace("w").unwrap();
+    ws.set_many((0..4).map(|i| (format!("k{i}"), b"12345".to_vec())))
+        .unwrap();
+    assert_eq!(ws.usage().unwrap(), Usage { keys: 4, bytes: 28 });
+    storage
+        .set_quota(
+            "w",
+            Some(Quota {
+                max_keys: 2,
+                max_bytes: 10,
+            }),
+        )
+        .unwrap();
+    assert_eq!(all_keys(&ws).len(), 4, "stored entries are kept");
+    assert!(matches!(
+        ws.set("k0", b"123456"),
+        Err(StorageError::QuotaExceeded(_))
+    ));
+    assert!(matches!(
+        ws.set("new", b""),
+        Err(StorageError::QuotaExceeded(_))
+    ));
+    ws.set("k0", b"1").unwrap(); // shrinking is allowed
+    assert!(ws.delete("k1").unwrap());
+    assert_eq!(ws.usage().unwrap(), Usage { keys: 3, bytes: 17 });
+    storage.set_quota("w", None).unwrap();
+    ws.set("new", b"").unwrap();
+}
+
+#[test]
+fn a_batch_keeps_the_last_value_of_a_repeated_key() {
+    let ws = mem().workspace("w").unwrap();
+    ws.set_many([
+        ("k".to_string(), b"1".to_vec()),
+        ("k".to_string(), b"2".to_vec()),
+    ])
+    .unwrap();
+    assert_eq!(ws.get("k").unwrap().unwrap(), b"2");
+    assert_eq!(ws.usage().unwrap(), Usage { keys: 1, bytes: 2 });
+    assert_eq!(ws.delete_many(&["k", "k", "missing"]).unwrap(), 1);
+    assert_eq!(ws.usage().unwrap(), Usage::default());
+}
+
+#[test]
+fn a_sweep_pass_does_bounded_work() {
+    let clock = ManualClock::new(1_000);
+    let storage = manual(None, &clock, |_| {});
+    let ws = storage.workspace("w").unwrap();
+    let total = writer::SWEEP_BUDGET + 500;
+    for chunk in (0..total).collect::<Vec<_>>().chunks(500) {
+        let ops = chunk
+            .iter()
+            .map(|i| {
+                Op::new(
+                    format!("k{i:05}"),
+                    Action::Set {
+                        value: b"v".to_vec(),
+                        ttl: Some(SEC),
+                    },
+                )
+            })
+            .collect();
+        ws.transact(ops).unwrap();
+    }
+    clock.advance(SEC);
+    let pass = |from| match storage.inner.writer.submit(Work::Sweep { from }).unwrap() {
+        Done::Swept(pass) => pass,
+        _ => panic!("not a sweep"),
+    };
+    let first = pass(None);
+    assert_eq!(first.removed as usize, writer::SWEEP_BUDGET);
+    assert_eq!(
+        first.next.as_deref(),
+        Some("w"),
+        "resumes in the same workspace"
+    );
+    let second = pass(first.next);
+    assert_eq!((second.removed, second.next), (500, None));
+    assert_eq!(raw_rows(&storage, "w"), 0);
+}
+
 mod model {
     //! Random sequences of operations against the engine and a plain
     //! in-memory model (a `BTreeMap` and a clock), compared after every step.

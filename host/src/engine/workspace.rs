@@ -12,7 +12,7 @@ use super::record::Record;
 use super::{
     Action, Cleared, Condition, Done, ENTRIES, EXPIRY, Entry, KeyPage, MAX_NAMESPACE_BYTES,
     NS_USAGE, Op, Outcome, Quota, Storage, StorageError, USAGE, Usage, Work, WriteOptions,
-    decode_cursor, expired_unswept,
+    decode_cursor, expired_range, expired_unswept,
 };
 
 /// One workspace's data: the only way to reach stored entries.
@@ -108,7 +108,7 @@ impl Workspace {
         let expiry = txn.open_table(EXPIRY)?;
         // Expired entries not swept yet, per namespace.
         let mut expired: HashMap<String, u64> = HashMap::new();
-        for row in expiry.range((ws, 0, "", "")..(ws, now.saturating_add(1), "", ""))? {
+        for row in expiry.range(expired_range(ws, now))? {
             *expired.entry(row?.0.value().2.to_owned()).or_default() += 1;
         }
         let mut names = Vec::new();
@@ -200,15 +200,7 @@ impl Namespace {
     /// time-to-live, or `None`.
     pub fn entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         let now = self.storage.now_ms();
-        self.read(key, |r| {
-            r.map(|r| Entry {
-                value: r.value.to_vec(),
-                version: r.version,
-                expires_in: r
-                    .expires_at_ms
-                    .map(|at| Duration::from_millis(at.saturating_sub(now))),
-            })
-        })
+        self.read(key, |r| r.map(|r| r.to_entry(now)))
     }
 
     /// Whether a value is stored under `key`.
@@ -451,6 +443,20 @@ impl Namespace {
         match self.storage.inner.writer.submit(work)? {
             Done::Cleared(cleared) => Ok(cleared),
             _ => Err(StorageError::Closed),
+        }
+    }
+
+    /// Removes every key of this namespace, one bounded [`clear`](Self::clear)
+    /// step (one transaction) after another, so writers are served in
+    /// between; returns how many live entries were removed.
+    pub fn clear_all(&self) -> Result<u64, StorageError> {
+        let mut removed = 0;
+        loop {
+            let step = self.clear()?;
+            removed += step.deleted;
+            if step.done {
+                return Ok(removed);
+            }
         }
     }
 

@@ -27,7 +27,7 @@ use redb::{ReadableTable, Table};
 use super::record::{Record, parse_counter, stored_value_len};
 use super::{
     Action, Cleared, Clock, Durability, ENTRIES, EXPIRY, Entry, EntryKey, ExpiryKey, Limits, META,
-    META_NEXT_VERSION, NS_USAGE, Op, Outcome, Quota, StorageError, USAGE,
+    META_NEXT_VERSION, NS_USAGE, Op, Outcome, Quota, StorageError, USAGE, expired_range,
 };
 
 /// Most requests committed in one transaction.
@@ -147,20 +147,9 @@ fn run(
     sweep_every: Option<Duration>,
     rx: Receiver<Job>,
 ) {
-    // Relaxed mode only: when the last durable commit (or flush attempt) was
-    // made, and whether non-durable commits have been made since.
-    let mut last_flush = Instant::now();
-    let mut pending_flush = false;
-    let mut next_sweep = sweep_every.map(|every| Instant::now() + every);
-    let mut sweep_from: Option<String> = None;
+    let mut timers = Timers::new(durability, sweep_every);
     loop {
-        let deadline = [
-            pending_flush.then(|| last_flush + RELAXED_FLUSH),
-            next_sweep,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let deadline = timers.deadline();
         let first = match deadline {
             None => rx.recv().ok(),
             Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
@@ -178,16 +167,9 @@ fn run(
                         Err(_) => break,
                     }
                 }
-                let durable =
-                    durability == Durability::Durable || last_flush.elapsed() >= RELAXED_FLUSH;
+                let durable = timers.next_commit_durable();
                 match commit_group(db, shared, group, durable) {
-                    Ok(()) => {
-                        if durable {
-                            last_flush = Instant::now();
-                        }
-                        // A durable commit makes every earlier one durable.
-                        pending_flush = !durable;
-                    }
+                    Ok(()) => timers.committed(durable),
                     Err(e) => tracing::error!(error = ?e, "write group failed"),
                 }
             }
@@ -196,64 +178,92 @@ fn run(
         }
         // Timers are checked after every wake-up: under constant load the
         // channel is never idle.
-        run_timers(
-            db,
-            shared,
-            durability,
-            &mut last_flush,
-            &mut pending_flush,
-            (sweep_every, &mut next_sweep, &mut sweep_from),
-        );
+        timers.run_due(db, shared);
     }
-    if pending_flush {
+    if timers.pending_flush {
         flush(db);
     }
 }
 
-type SweepTimer<'a> = (
-    Option<Duration>,
-    &'a mut Option<Instant>,
-    &'a mut Option<String>,
-);
-
-fn run_timers(
-    db: &redb::Database,
-    shared: &Shared,
+/// The writer's two timers: the relaxed-mode flush and the background sweep.
+struct Timers {
     durability: Durability,
-    last_flush: &mut Instant,
-    pending_flush: &mut bool,
-    (sweep_every, next_sweep, sweep_from): SweepTimer<'_>,
-) {
-    if let (Some(every), Some(at)) = (sweep_every, *next_sweep)
-        && Instant::now() >= at
-    {
-        let durable = durability == Durability::Durable;
-        match sweep_commit(db, shared, sweep_from.take(), durable) {
-            Ok(pass) => {
-                if pass.removed > 0 {
-                    tracing::debug!(removed = pass.removed, "swept expired entries");
-                    *pending_flush |= !durable;
-                }
-                // Resume where this pass stopped; sweep again at once if it
-                // stopped for lack of budget.
-                let more = pass.next.is_some();
-                *sweep_from = pass.next;
-                *next_sweep = Some(if more && pass.removed > 0 {
-                    Instant::now()
-                } else {
-                    Instant::now() + every
-                });
-            }
-            Err(e) => {
-                tracing::error!(error = ?e, "sweeping expired entries failed");
-                *next_sweep = Some(Instant::now() + every);
-            }
+    /// When the last durable commit (or flush attempt) was made.
+    last_flush: Instant,
+    /// Whether non-durable commits have been made since.
+    pending_flush: bool,
+    sweep_every: Option<Duration>,
+    next_sweep: Option<Instant>,
+    /// Where the next sweep pass starts.
+    sweep_from: Option<String>,
+}
+
+impl Timers {
+    fn new(durability: Durability, sweep_every: Option<Duration>) -> Self {
+        let now = Instant::now();
+        Self {
+            durability,
+            last_flush: now,
+            pending_flush: false,
+            sweep_every,
+            next_sweep: sweep_every.map(|every| now + every),
+            sweep_from: None,
         }
     }
-    if *pending_flush && last_flush.elapsed() >= RELAXED_FLUSH {
-        // A failed flush is retried a second later, not at once.
-        *pending_flush = !flush(db);
-        *last_flush = Instant::now();
+
+    /// When the writer must wake up even if no request arrives.
+    fn deadline(&self) -> Option<Instant> {
+        let flush = self.pending_flush.then(|| self.last_flush + RELAXED_FLUSH);
+        [flush, self.next_sweep].into_iter().flatten().min()
+    }
+
+    /// Whether the next group commit is fsync'd: always when durable, and in
+    /// relaxed mode once the last flush is a second old.
+    fn next_commit_durable(&self) -> bool {
+        self.durability == Durability::Durable || self.last_flush.elapsed() >= RELAXED_FLUSH
+    }
+
+    fn committed(&mut self, durable: bool) {
+        if durable {
+            self.last_flush = Instant::now();
+        }
+        // A durable commit makes every earlier one durable.
+        self.pending_flush = !durable;
+    }
+
+    /// Runs a sweep pass and a relaxed flush if they are due.
+    fn run_due(&mut self, db: &redb::Database, shared: &Shared) {
+        if let (Some(every), Some(at)) = (self.sweep_every, self.next_sweep)
+            && Instant::now() >= at
+        {
+            let durable = self.durability == Durability::Durable;
+            match sweep_commit(db, shared, self.sweep_from.take(), durable) {
+                Ok(pass) => {
+                    if pass.removed > 0 {
+                        tracing::debug!(removed = pass.removed, "swept expired entries");
+                        self.pending_flush |= !durable;
+                    }
+                    // Resume where this pass stopped; sweep again at once if
+                    // it stopped for lack of budget.
+                    let again = pass.next.is_some() && pass.removed > 0;
+                    self.sweep_from = pass.next;
+                    self.next_sweep = Some(if again {
+                        Instant::now()
+                    } else {
+                        Instant::now() + every
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = ?e, "sweeping expired entries failed");
+                    self.next_sweep = Some(Instant::now() + every);
+                }
+            }
+        }
+        if self.pending_flush && self.last_flush.elapsed() >= RELAXED_FLUSH {
+            // A failed flush is retried a second later, not at once.
+            self.pending_flush = !flush(db);
+            self.last_flush = Instant::now();
+        }
     }
 }
 
@@ -402,13 +412,12 @@ struct Live {
 
 impl Live {
     fn to_entry(&self, now_ms: u64) -> Entry {
-        Entry {
-            value: self.value.clone(),
+        let record = Record {
             version: self.version,
-            expires_in: self
-                .expires_at_ms
-                .map(|at| Duration::from_millis(at.saturating_sub(now_ms))),
-        }
+            expires_at_ms: self.expires_at_ms,
+            value: &self.value,
+        };
+        record.to_entry(now_ms)
     }
 }
 
@@ -552,18 +561,27 @@ fn stored(t: &Tables<'_>, ws: &str, ns: &str, key: &str) -> Result<Option<Stored
     }))
 }
 
-/// The change in (keys, bytes) that writing `staged` makes to the stored
-/// usage, per namespace.
-fn usage_change(
+/// What writing `staged` replaces and changes: the stored record under each
+/// staged key (in the map's order), and the change in (keys, bytes) per
+/// namespace.
+struct Plan {
+    old: Vec<Option<Stored>>,
+    change: BTreeMap<String, (i64, i64)>,
+}
+
+fn plan_writes(
     t: &Tables<'_>,
     ws: &str,
     staged: &BTreeMap<(String, String), Option<Live>>,
-) -> Result<BTreeMap<String, (i64, i64)>, StorageError> {
-    let mut change: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+) -> Result<Plan, StorageError> {
+    let mut plan = Plan {
+        old: Vec::with_capacity(staged.len()),
+        change: BTreeMap::new(),
+    };
     for ((ns, key), new) in staged {
         let old = stored(t, ws, ns, key)?;
-        let d = change.entry(ns.clone()).or_default();
-        if let Some(old) = old {
+        let d = plan.change.entry(ns.clone()).or_default();
+        if let Some(old) = &old {
             d.0 -= 1;
             d.1 -= old.bytes as i64;
         }
@@ -571,8 +589,9 @@ fn usage_change(
             d.0 += 1;
             d.1 += (key.len() + new.value.len()) as i64;
         }
+        plan.old.push(old);
     }
-    Ok(change)
+    Ok(plan)
 }
 
 fn apply_delta(value: u64, delta: i64) -> u64 {
@@ -616,20 +635,20 @@ fn write_staged(
     staged: &BTreeMap<(String, String), Option<Live>>,
 ) -> Result<(), StorageError> {
     let quota = shared.quota(ws);
-    let mut change = usage_change(t, ws, staged)?;
-    if over_quota(t, quota, ws, &change)?.is_some() {
+    let mut plan = plan_writes(t, ws, staged)?;
+    if over_quota(t, quota, ws, &plan.change)?.is_some() {
         // Stored usage still counts expired entries the sweeper has not
         // reached; remove this workspace's before deciding.
         if sweep_workspace(t, ws, usize::MAX)?.0 > 0 {
-            change = usage_change(t, ws, staged)?;
+            plan = plan_writes(t, ws, staged)?;
         }
-        if let Some(why) = over_quota(t, quota, ws, &change)? {
+        if let Some(why) = over_quota(t, quota, ws, &plan.change)? {
             return Err(StorageError::QuotaExceeded(why));
         }
     }
-    for ((ns, key), new) in staged {
+    for (((ns, key), new), old) in staged.iter().zip(plan.old) {
         let (ns, key) = (ns.as_str(), key.as_str());
-        if let Some(at) = stored(t, ws, ns, key)?.and_then(|s| s.expires_at_ms) {
+        if let Some(at) = old.and_then(|s| s.expires_at_ms) {
             t.expiry.remove((ws, at, ns, key))?;
         }
         match new {
@@ -646,7 +665,7 @@ fn write_staged(
             }
         }
     }
-    for (ns, (dk, db)) in change {
+    for (ns, (dk, db)) in plan.change {
         account(t, ws, &ns, dk, db)?;
     }
     Ok(())
@@ -684,9 +703,8 @@ pub(crate) fn sweep_workspace(
     ws: &str,
     budget: usize,
 ) -> Result<(u64, bool), StorageError> {
-    let end = t.now_ms.saturating_add(1);
     let mut due = Vec::new();
-    for row in t.expiry.range((ws, 0, "", "")..(ws, end, "", ""))? {
+    for row in t.expiry.range(expired_range(ws, t.now_ms))? {
         if due.len() > budget {
             break;
         }
