@@ -136,7 +136,8 @@ struct PluginArgs {
     #[arg(long, short, value_name = "ID")]
     workspace: String,
     /// Longest time the plugin may run (e.g. 500ms, 10s).
-    #[arg(long, value_name = "DURATION", default_value_t = Runtime::DEFAULT_TIMEOUT.into())]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value_t = Runtime::DEFAULT_TIMEOUT.into())]
     timeout: humantime::Duration,
     /// Most linear memory the plugin may use (e.g. 64MiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size,
@@ -194,7 +195,7 @@ enum KvCommand {
         /// The value: text, or @FILE to read it from a file, or @- for stdin.
         value: String,
         /// Expire the key after this long (e.g. 30s, 10m, 1day).
-        #[arg(long, value_name = "DURATION")]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         ttl: Option<humantime::Duration>,
     },
     /// Delete a key (exits with 1 if it was missing).
@@ -471,6 +472,13 @@ fn printable(key: &str) -> String {
     } else {
         key.to_owned()
     }
+}
+
+/// A duration such as `500ms`, `30s`, `10m` or `1day`, with an error that
+/// says so (humantime's own only names the position of the problem).
+fn parse_duration(s: &str) -> Result<humantime::Duration, String> {
+    s.parse::<humantime::Duration>()
+        .map_err(|e| format!("{e} (try e.g. 500ms, 30s, 10m or 1day)"))
 }
 
 fn parse_size(s: &str) -> Result<ByteSize, String> {

@@ -323,4 +323,8 @@ fn namespaces_expiry_quotas_usage_and_prune_from_the_command_line() {
         "removed 1 keys from namespace \"sessions\" of workspace \"a\"\n"
     );
     assert_eq!(ok(env.cubby(&["kv", "list", "-w", "a"])), "k\n");
+    // A mistyped duration is a usage error that shows what is expected.
+    let bad = env.cubby(&["kv", "set", "-w", "a", "k", "v", "--ttl", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("try e.g. 500ms, 30s"));
 }
