@@ -34,12 +34,15 @@ pub mod cli;
 mod context;
 mod engine;
 mod runtime;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 
 pub use context::{StorageCtx, add_to_linker};
 pub use engine::{
-    Action, Cleared, Clock, Condition, Durability, Entry, KeyPage, Keys, Limits,
-    MAX_NAMESPACE_BYTES, ManualClock, Namespace, Op, OpenError, Outcome, PruneReport, Quota,
-    SCHEMA_VERSION, Storage, StorageError, StorageOptions, SystemClock, Usage, Workspace,
+    Action, BoxError, Cleared, Clock, Condition, Durability, Entry, KeyPage, Keys, Limits,
+    MAX_NAMESPACE_BYTES, ManualClock, Namespace, Op, OpenError, Outcome, PostgresOptions,
+    PruneReport, Quota, Storage, StorageError, StorageOptions, SystemClock, Usage, Workspace,
     WriteOptions,
 };
 pub use runtime::{

@@ -5,17 +5,23 @@ use std::sync::Arc;
 
 use super::types::Entry;
 
-/// Why a database could not be opened.
+/// A lower-level error kept as the `source()` of one of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a database could not be opened or connected to.
 ///
 /// Like every error of this crate, a variant that wraps a lower-level error
 /// names it as its `source()` rather than repeating it in its message; print
-/// the chain (e.g. anyhow's `{:#}`) to see both.
+/// the chain (e.g. anyhow's `{:#}`) to see both. No variant ever shows a
+/// password.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// Another process (or another `Storage` in this one) has the file open.
     #[error(
-        "database {path} is in use by another process (only one process may open it at a time)"
+        "database {path} is in use by another process (a redb file can be opened by one process \
+         at a time; to share data between processes, use a PostgreSQL database: \
+         --db postgres://USER@HOST/DB)"
     )]
     Locked {
         /// The database file.
@@ -29,20 +35,24 @@ pub enum OpenError {
         /// What redb reported.
         reason: String,
     },
-    /// The file is a redb database, but not one Cubby created.
-    #[error("{path} is a redb database but not a Cubby database (it has no Cubby schema)")]
+    /// The database exists but is not one Cubby created (a redb file of
+    /// another application, or a PostgreSQL database whose `cubby_` tables
+    /// have another shape).
+    #[error("{location} is not a Cubby database: {reason}")]
     NotCubby {
-        /// The database file.
-        path: PathBuf,
+        /// The file, or the URL without its password.
+        location: String,
+        /// What is in the way.
+        reason: String,
     },
     /// The database was written by a Cubby with another schema version.
     #[error(
-        "database {path} has schema version {found}; this build of Cubby supports version {supported}"
+        "database {location} has schema version {found}; this build of Cubby supports version {supported}"
     )]
     UnsupportedSchema {
-        /// The database file.
-        path: PathBuf,
-        /// The version found in the file.
+        /// The file, or the URL without its password.
+        location: String,
+        /// The version found in the database.
         found: u64,
         /// The version this build reads and writes.
         supported: u64,
@@ -56,14 +66,30 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
-    /// Any other failure of the storage backend while opening.
-    #[error("cannot open database {path}")]
-    Backend {
-        /// The database file, or `:memory:`.
-        path: PathBuf,
-        /// The redb error.
+    /// A database URL that cannot be parsed.
+    #[error("invalid database URL: {reason}")]
+    InvalidUrl {
+        /// What is wrong with it (never the password).
+        reason: String,
+    },
+    /// The database server could not be reached or refused the connection
+    /// (unreachable host, wrong password, no such database).
+    #[error("cannot connect to the database server at {server}")]
+    Connect {
+        /// Host and port (or socket folder), and the database name.
+        server: String,
+        /// What the client or the server reported.
         #[source]
-        source: redb::Error,
+        source: BoxError,
+    },
+    /// Any other failure of the storage backend while opening.
+    #[error("cannot open database {location}")]
+    Backend {
+        /// The file, `:memory:`, or the URL without its password.
+        location: String,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
     },
 }
 
@@ -134,9 +160,17 @@ pub enum StorageError {
     /// something else).
     #[error("stored entry is corrupt: {0}")]
     Corrupt(String),
-    /// The storage backend (redb, the disk) failed; nothing was changed.
+    /// The storage backend failed (a disk error, an unexpected database
+    /// error); nothing was changed.
     #[error("storage backend failed")]
-    Backend(#[source] Arc<redb::Error>),
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
+    /// The database server cannot be reached right now, or did not answer in
+    /// time. Nothing was changed, except in one case: when the connection is
+    /// lost while a commit is on its way, the write may have been applied
+    /// (entirely, never in part). The host serves again once the database
+    /// is back.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
     /// The engine's writer has stopped (the `Storage` is shutting down).
     #[error("storage engine is shut down")]
     Closed,
@@ -146,7 +180,7 @@ macro_rules! backend_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StorageError {
             fn from(e: $t) -> Self {
-                Self::Backend(Arc::new(e.into()))
+                Self::Backend(Arc::new(redb::Error::from(e)))
             }
         }
     )*};
@@ -159,3 +193,16 @@ backend_from!(
     redb::CommitError,
     redb::SetDurabilityError
 );
+
+/// An error and its causes on one line, `: `-separated (tokio-postgres's
+/// own message is only its kind, e.g. "db error"; the cause says what).
+pub(crate) fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}

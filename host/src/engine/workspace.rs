@@ -1,18 +1,14 @@
 //! [`Workspace`] and [`Namespace`]: the handles through which one tenant's
 //! data is read and written.
 
-use std::collections::HashMap;
-use std::ops::{Bound, Deref};
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::ReadableDatabase;
-
-use super::record::Record;
+use super::backend::{Backend, Page, WriteRequest};
 use super::{
-    Action, Cleared, Condition, Done, ENTRIES, EXPIRY, Entry, KeyPage, MAX_NAMESPACE_BYTES,
-    NS_USAGE, Op, Outcome, Quota, Storage, StorageError, USAGE, Usage, Work, WriteOptions,
-    decode_cursor, expired_range, expired_unswept,
+    Action, Cleared, Condition, Entry, KeyPage, Op, Outcome, Quota, Storage, StorageError, Usage,
+    WriteOptions, rules,
 };
 
 /// One workspace's data: the only way to reach stored entries.
@@ -79,7 +75,7 @@ impl Workspace {
     /// The namespace `name` of this workspace (`""` is the default space).
     /// Nothing is created: a namespace exists while it holds a key.
     pub fn namespace(&self, name: &str) -> Result<Namespace, StorageError> {
-        validate_namespace(name)?;
+        rules::check_namespace(name)?;
         Ok(Namespace {
             name: Arc::from(name),
             ..self.default.clone()
@@ -95,40 +91,14 @@ impl Workspace {
         limit: Option<u32>,
     ) -> Result<KeyPage, StorageError> {
         let storage = &self.default.storage;
-        let ws = self.id();
-        let page_size = storage.limits().page_size(limit);
-        let after = cursor.map(|c| decode_cursor(c, "")).transpose()?;
-        let start = match &after {
-            Some(after) => Bound::Excluded((ws, after.as_str())),
-            None => Bound::Excluded((ws, "")),
-        };
-        let now = storage.now_ms();
-        let txn = storage.inner.db.begin_read()?;
-        let table = txn.open_table(NS_USAGE)?;
-        let expiry = txn.open_table(EXPIRY)?;
-        // Expired entries not swept yet, per namespace.
-        let mut expired: HashMap<String, u64> = HashMap::new();
-        for row in expiry.range(expired_range(ws, now))? {
-            *expired.entry(row?.0.value().2.to_owned()).or_default() += 1;
-        }
-        let mut names = Vec::new();
-        let mut more = false;
-        for row in table.range((start, Bound::Unbounded))? {
-            let (k, v) = row?;
-            let (w, ns) = k.value();
-            if w != ws {
-                break;
-            }
-            if v.value().0 <= expired.get(ns).copied().unwrap_or(0) {
-                continue;
-            }
-            if names.len() == page_size {
-                more = true;
-                break;
-            }
-            names.push(ns.to_owned());
-        }
-        Ok(page(names, more))
+        let after = cursor.map(|c| rules::decode_cursor(c, "")).transpose()?;
+        let page = storage.backend().list_namespaces(
+            self.id(),
+            after.as_deref(),
+            storage.limits().page_size(limit),
+            storage.now_ms(),
+        )?;
+        Ok(key_page(page))
     }
 
     /// What the whole workspace stores (all namespaces): live entries only.
@@ -162,12 +132,7 @@ impl Workspace {
     /// # Ok(()) }
     /// ```
     pub fn transact(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StorageError> {
-        self.default.check_batch(ops.len())?;
-        for op in &ops {
-            validate_namespace(&op.namespace)?;
-            self.default.check_op(op)?;
-        }
-        self.default.run(ops)
+        self.default.run_batch(ops)
     }
 }
 
@@ -193,43 +158,34 @@ impl Namespace {
 
     /// The value stored under `key`, or `None`.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        self.read(key, |r| r.map(|r| r.value.to_vec()))
+        Ok(self.read(key)?.map(|row| row.value))
     }
 
     /// The entry stored under `key`, with its version and remaining
     /// time-to-live, or `None`.
     pub fn entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         let now = self.storage.now_ms();
-        self.read(key, |r| r.map(|r| r.to_entry(now)))
+        Ok(self.read(key)?.map(|row| row.to_entry(now)))
     }
 
     /// Whether a value is stored under `key`.
     pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        self.read(key, |r| r.is_some())
+        Ok(self.read(key)?.is_some())
     }
 
     /// The values of `keys`, in order, read from one consistent snapshot. At
     /// most [`Limits::max_batch_ops`](crate::Limits) keys.
     pub fn get_many(&self, keys: &[impl AsRef<str>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
-        self.check_batch(keys.len())?;
-        for key in keys {
-            self.storage.check_key(key.as_ref())?;
+        let limits = self.storage.limits();
+        rules::check_batch(limits, keys.len())?;
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        for key in &keys {
+            rules::check_key(limits, key)?;
         }
-        let now = self.storage.now_ms();
-        let txn = self.storage.inner.db.begin_read()?;
-        let table = txn.open_table(ENTRIES)?;
-        keys.iter()
-            .map(|key| {
-                let found = table.get((&*self.workspace, &*self.name, key.as_ref()))?;
-                Ok(match &found {
-                    Some(guard) => {
-                        let record = Record::decode(guard.value())?;
-                        (!record.is_expired(now)).then(|| record.value.to_vec())
-                    }
-                    None => None,
-                })
-            })
-            .collect()
+        let rows =
+            self.backend()
+                .get_many(&self.workspace, &self.name, &keys, self.storage.now_ms())?;
+        Ok(rows.into_iter().map(|r| r.map(|r| r.value)).collect())
     }
 
     /// Stores `value` under `key`, replacing any previous entry (and its
@@ -274,7 +230,7 @@ impl Namespace {
         };
         match self.run_one(op)? {
             Outcome::Set { version } => Ok(version),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(Some(other))),
         }
     }
 
@@ -292,7 +248,7 @@ impl Namespace {
     fn delete_op(&self, op: Op) -> Result<bool, StorageError> {
         match self.run_one(op)? {
             Outcome::Deleted(existed) => Ok(existed),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(Some(other))),
         }
     }
 
@@ -301,7 +257,7 @@ impl Namespace {
     pub fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool, StorageError> {
         match self.run_one(self.op(key, Action::Expire(ttl)))? {
             Outcome::ExpiryChanged(found) => Ok(found),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(Some(other))),
         }
     }
 
@@ -311,7 +267,7 @@ impl Namespace {
     pub fn get_and_renew(&self, key: &str, ttl: Duration) -> Result<Option<Entry>, StorageError> {
         match self.run_one(self.op(key, Action::Renew(ttl)))? {
             Outcome::Renewed(entry) => Ok(entry),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(Some(other))),
         }
     }
 
@@ -329,7 +285,7 @@ impl Namespace {
     ) -> Result<i64, StorageError> {
         match self.run_one(self.op(key, Action::Increment { delta, ttl }))? {
             Outcome::Incremented(n) => Ok(n),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(Some(other))),
         }
     }
 
@@ -374,36 +330,18 @@ impl Namespace {
         limit: Option<u32>,
     ) -> Result<KeyPage, StorageError> {
         let prefix = prefix.unwrap_or("");
-        let page_size = self.storage.limits().page_size(limit);
-        let after = cursor.map(|c| decode_cursor(c, prefix)).transpose()?;
-        let (ws, ns) = (&*self.workspace, &*self.name);
-        let start = match &after {
-            Some(after) => Bound::Excluded((ws, ns, after.as_str())),
-            None => Bound::Included((ws, ns, prefix)),
-        };
-        let now = self.storage.now_ms();
-        let txn = self.storage.inner.db.begin_read()?;
-        let table = txn.open_table(ENTRIES)?;
-        let mut keys = Vec::new();
-        let mut more = false;
-        for row in table.range((start, Bound::Unbounded))? {
-            let (k, v) = row?;
-            let (w, n, key) = k.value();
-            if w != ws || n != ns || !key.starts_with(prefix) {
-                break;
-            }
-            // A record that does not decode is still listed (its key is
-            // fine); reading it reports the corruption.
-            if Record::decode(v.value()).is_ok_and(|r| r.is_expired(now)) {
-                continue;
-            }
-            if keys.len() == page_size {
-                more = true;
-                break;
-            }
-            keys.push(key.to_owned());
-        }
-        Ok(page(keys, more))
+        let after = cursor
+            .map(|c| rules::decode_cursor(c, prefix))
+            .transpose()?;
+        let page = self.backend().list_keys(
+            &self.workspace,
+            &self.name,
+            prefix,
+            after.as_deref(),
+            self.storage.limits().page_size(limit),
+            self.storage.now_ms(),
+        )?;
+        Ok(key_page(page))
     }
 
     /// Every key (or every key starting with `prefix`) in ascending byte
@@ -435,15 +373,12 @@ impl Namespace {
     /// writer for long; call again until [`Cleared::done`]. Clearing the
     /// default space leaves named namespaces alone.
     pub fn clear(&self) -> Result<Cleared, StorageError> {
-        let work = Work::Clear {
-            workspace: self.workspace.clone(),
-            namespace: self.name.to_string(),
-            budget: self.storage.limits().max_page_size.max(1) as usize,
-        };
-        match self.storage.inner.writer.submit(work)? {
-            Done::Cleared(cleared) => Ok(cleared),
-            _ => Err(StorageError::Closed),
-        }
+        self.backend().clear(
+            &self.workspace,
+            &self.name,
+            self.storage.limits().max_page_size.max(1) as usize,
+            self.storage.now_ms(),
+        )
     }
 
     /// Removes every key of this namespace, one bounded [`clear`](Self::clear)
@@ -466,36 +401,19 @@ impl Namespace {
     }
 
     fn usage_of(&self, ns: Option<&str>) -> Result<Usage, StorageError> {
-        let ws = &*self.workspace;
-        let txn = self.storage.inner.db.begin_read()?;
-        let stored = match ns {
-            None => txn.open_table(USAGE)?.get(ws)?.map(|g| g.value()),
-            Some(ns) => txn.open_table(NS_USAGE)?.get((ws, ns))?.map(|g| g.value()),
-        };
-        let (keys, bytes) = stored.unwrap_or((0, 0));
-        let expiry = txn.open_table(EXPIRY)?;
-        let (gone_keys, gone_bytes) = expired_unswept(&expiry, ws, ns, self.storage.now_ms())?;
-        Ok(Usage {
-            keys: keys.saturating_sub(gone_keys),
-            bytes: bytes.saturating_sub(gone_bytes),
-        })
+        self.backend()
+            .usage(&self.workspace, ns, self.storage.now_ms())
     }
 
-    fn read<R>(
-        &self,
-        key: &str,
-        f: impl FnOnce(Option<Record<'_>>) -> R,
-    ) -> Result<R, StorageError> {
-        self.storage.check_key(key)?;
-        let now = self.storage.now_ms();
-        let txn = self.storage.inner.db.begin_read()?;
-        let table = txn.open_table(ENTRIES)?;
-        let found = table.get((&*self.workspace, &*self.name, key))?;
-        let record = match &found {
-            Some(guard) => Some(Record::decode(guard.value())?).filter(|r| !r.is_expired(now)),
-            None => None,
-        };
-        Ok(f(record))
+    fn backend(&self) -> &dyn Backend {
+        self.storage.backend()
+    }
+
+    /// The live entry under `key`.
+    fn read(&self, key: &str) -> Result<Option<super::backend::Row>, StorageError> {
+        rules::check_key(self.storage.limits(), key)?;
+        self.backend()
+            .get(&self.workspace, &self.name, key, self.storage.now_ms())
     }
 
     fn op(&self, key: &str, action: Action) -> Op {
@@ -505,87 +423,47 @@ impl Namespace {
         }
     }
 
-    fn check_batch(&self, len: usize) -> Result<(), StorageError> {
-        let limit = self.storage.limits().max_batch_ops;
-        if len > limit as usize {
-            return Err(StorageError::TooManyOperations { len, limit });
-        }
-        Ok(())
-    }
-
-    /// Checks what can be checked before the op reaches the writer.
-    fn check_op(&self, op: &Op) -> Result<(), StorageError> {
-        self.storage.check_key(&op.key)?;
-        let ttl = match &op.action {
-            Action::Set { value, ttl } => {
-                let limit = self.storage.limits().max_value_bytes;
-                if value.len() > limit {
-                    return Err(StorageError::ValueTooLarge {
-                        len: value.len(),
-                        limit,
-                    });
-                }
-                *ttl
-            }
-            Action::Increment { ttl, .. } | Action::Expire(ttl) => *ttl,
-            Action::Renew(ttl) => Some(*ttl),
-            Action::Check | Action::Delete => None,
-        };
-        if ttl.is_some_and(|t| t < Duration::from_millis(1)) {
-            return Err(StorageError::InvalidArgument(
-                "a time-to-live must be at least 1 ms".into(),
-            ));
-        }
-        Ok(())
-    }
-
     fn run_one(&self, op: Op) -> Result<Outcome, StorageError> {
-        self.check_op(&op)?;
-        self.run(vec![op])?.pop().ok_or(StorageError::Closed)
+        rules::check_op(self.storage.limits(), &op)?;
+        self.run(vec![op])?.pop().ok_or_else(|| unexpected(None))
     }
 
     fn run_batch(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StorageError> {
-        self.check_batch(ops.len())?;
+        let limits = self.storage.limits();
+        rules::check_batch(limits, ops.len())?;
         for op in &ops {
-            self.check_op(op)?;
+            rules::check_op(limits, op)?;
         }
         self.run(ops)
     }
 
     fn run(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StorageError> {
-        let work = Work::Ops {
+        self.backend().write(WriteRequest {
             workspace: self.workspace.clone(),
             ops,
-        };
-        match self.storage.inner.writer.submit(work)? {
-            Done::Ops(outcomes) => Ok(outcomes),
-            _ => Err(StorageError::Closed),
-        }
+            now_ms: self.storage.now_ms(),
+            quota: self.storage.quota(&self.workspace),
+        })
     }
 }
 
-/// The writer answered an op with an outcome of another kind: cannot happen,
-/// but is an error rather than a panic.
-fn unexpected(outcome: Outcome) -> StorageError {
-    tracing::error!(?outcome, "writer returned an unexpected outcome");
+/// The backend answered an op with an outcome of another kind (or none):
+/// cannot happen, but is an error rather than a panic.
+fn unexpected(outcome: Option<Outcome>) -> StorageError {
+    tracing::error!(?outcome, "backend returned an unexpected outcome");
     StorageError::Closed
 }
 
-fn page(keys: Vec<String>, more: bool) -> KeyPage {
-    let cursor = more
-        .then(|| keys.last().map(|k| hex::encode(k.as_bytes())))
+/// A backend's page, with the cursor that resumes after its last name.
+fn key_page(page: Page) -> KeyPage {
+    let cursor = page
+        .more
+        .then(|| page.names.last().map(|k| rules::encode_cursor(k)))
         .flatten();
-    KeyPage { keys, cursor }
-}
-
-fn validate_namespace(name: &str) -> Result<(), StorageError> {
-    if name.len() > MAX_NAMESPACE_BYTES {
-        return Err(StorageError::InvalidNamespace(format!(
-            "namespace is {} bytes, the limit is {MAX_NAMESPACE_BYTES}",
-            name.len()
-        )));
+    KeyPage {
+        keys: page.names,
+        cursor,
     }
-    Ok(())
 }
 
 /// An iterator over a namespace's keys; see [`Namespace::keys`].

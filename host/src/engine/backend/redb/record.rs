@@ -10,9 +10,8 @@
 //! The version serves compare-and-swap; the expiry, time-to-live. A counter
 //! is an ordinary value holding its number in decimal ASCII.
 
-use std::time::Duration;
-
-use super::{Entry, StorageError};
+use crate::engine::StorageError;
+use crate::engine::backend::Row;
 
 const FORMAT: u8 = 1;
 const HEADER: usize = 17;
@@ -58,27 +57,19 @@ impl<'a> Record<'a> {
         })
     }
 
-    /// The entry as the API reports it at `now_ms`.
-    pub fn to_entry(self, now_ms: u64) -> Entry {
-        Entry {
+    /// The record as an owned row.
+    pub fn to_row(self) -> Row {
+        Row {
             value: self.value.to_vec(),
             version: self.version,
-            expires_in: self
-                .expires_at_ms
-                .map(|at| Duration::from_millis(at.saturating_sub(now_ms))),
+            expires_at_ms: self.expires_at_ms,
         }
     }
 
-    /// Whether the entry has expired at `now_ms`.
-    pub fn is_expired(&self, now_ms: u64) -> bool {
-        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    /// Whether the entry is live at `now_ms` (the same rule as [`Row::is_live`]).
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_none_or(|at| at > now_ms)
     }
-}
-
-/// The value of a counter, if `value` is one: decimal ASCII in the range of
-/// `i64`.
-pub(crate) fn parse_counter(value: &[u8]) -> Option<i64> {
-    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// The value length that a stored record accounts for in usage, also for a
@@ -99,8 +90,8 @@ mod tests {
         assert_eq!(r.version, 7);
         assert_eq!(r.expires_at_ms, Some(99));
         assert_eq!(r.value, b"hello");
-        assert!(r.is_expired(99));
-        assert!(!r.is_expired(98));
+        assert!(!r.is_live(99));
+        assert!(r.is_live(98));
         let none = Record::encode(1, None, b"");
         assert_eq!(Record::decode(&none).unwrap().expires_at_ms, None);
     }

@@ -1,0 +1,178 @@
+//! The seam between the front and the backends.
+//!
+//! The front (`Storage`, `Workspace`, `Namespace`) validates every argument,
+//! reads the clock, and lowers every public operation to one call of
+//! [`Backend`]. A backend stores entries keyed by the structured triple
+//! (workspace, namespace, key), applies each write request atomically in one
+//! transaction that touches one workspace, and answers reads. Two backends:
+//!
+//! - [`redb`]: an embedded database file (or memory) that one process opens;
+//!   one writer thread group-commits concurrent requests.
+//! - [`postgres`]: a PostgreSQL-protocol database that many host processes
+//!   share; one SQL transaction per request, serialised per workspace by a
+//!   lock on the workspace's usage row.
+//!
+//! What a request means (conditions, counters, expiry, versions) is decided
+//! once, in [`stage`](super::stage), and what it costs once, in
+//! [`accounting`](super::accounting); backends supply the stored rows and
+//! keep the data. Backends never read a clock: every call carries the
+//! front's `now_ms`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Cleared, Entry, Op, Outcome, Quota, StorageError, Usage};
+
+pub(crate) mod postgres;
+pub(crate) mod redb;
+
+/// An entry as stored, with its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub value: Vec<u8>,
+    /// Changes on every write of the value; never repeats within a workspace.
+    pub version: u64,
+    /// Absolute deadline, milliseconds since the Unix epoch.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Row {
+    /// Whether the entry is live at `now_ms`: it is gone from its deadline on.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_none_or(|at| at > now_ms)
+    }
+
+    /// The entry as the API reports it at `now_ms`.
+    pub fn to_entry(&self, now_ms: u64) -> Entry {
+        Entry {
+            value: self.value.clone(),
+            version: self.version,
+            expires_in: self
+                .expires_at_ms
+                .map(|at| Duration::from_millis(at.saturating_sub(now_ms))),
+        }
+    }
+}
+
+/// One write request: ops on one workspace, applied in order and
+/// all-or-nothing, in one transaction.
+#[derive(Debug)]
+pub(crate) struct WriteRequest {
+    pub workspace: Arc<str>,
+    pub ops: Vec<Op>,
+    pub now_ms: u64,
+    /// The quota checked before anything is written.
+    pub quota: Quota,
+}
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub(crate) struct Page {
+    /// Keys or names in ascending byte order.
+    pub names: Vec<String>,
+    /// Whether at least one more follows.
+    pub more: bool,
+}
+
+/// What one bounded sweep pass did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SweepPass {
+    /// Expired entries removed.
+    pub removed: u64,
+    /// Where the next pass resumes (the backend's own token); `None` when
+    /// this pass reached the end.
+    pub resume: Option<String>,
+}
+
+/// A place where entries live. Every read sees only entries live at the
+/// `now_ms` it is given; every write is atomic.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Where the data lives, for messages (a file path, `:memory:`, or a
+    /// URL without its password).
+    fn location(&self) -> &str;
+
+    /// The live entry under a key.
+    fn get(&self, ws: &str, ns: &str, key: &str, now_ms: u64) -> Result<Option<Row>, StorageError>;
+
+    /// The live entries under several keys, in order, from one snapshot.
+    fn get_many(
+        &self,
+        ws: &str,
+        ns: &str,
+        keys: &[&str],
+        now_ms: u64,
+    ) -> Result<Vec<Option<Row>>, StorageError>;
+
+    /// Up to `limit` live keys of a namespace that start with `prefix`, in
+    /// byte order, after `after` (exclusive) if given.
+    fn list_keys(
+        &self,
+        ws: &str,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Page, StorageError>;
+
+    /// Up to `limit` names of the workspace's namespaces that hold a live key,
+    /// in byte order, after `after` if given; never the default space.
+    fn list_namespaces(
+        &self,
+        ws: &str,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Page, StorageError>;
+
+    /// Live usage of a workspace, or of one of its namespaces.
+    fn usage(&self, ws: &str, ns: Option<&str>, now_ms: u64) -> Result<Usage, StorageError>;
+
+    /// Every workspace with at least one live key, in byte order, with its
+    /// live usage.
+    fn workspaces(&self, now_ms: u64) -> Result<Vec<(String, Usage)>, StorageError>;
+
+    /// Applies a write request: stages it, checks the quota, writes, commits.
+    /// Returns once the commit is as durable as the backend promises.
+    fn write(&self, request: WriteRequest) -> Result<Vec<Outcome>, StorageError>;
+
+    /// Removes up to `budget` entries of one namespace in one transaction.
+    fn clear(
+        &self,
+        ws: &str,
+        ns: &str,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<Cleared, StorageError>;
+
+    /// Removes up to `budget` entries expired at `now_ms`, resuming at
+    /// `resume`, with their usage; safe to run in several processes at once.
+    fn sweep(
+        &self,
+        resume: Option<String>,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<SweepPass, StorageError>;
+
+    #[cfg(any(test, feature = "testing"))]
+    /// Looks behind the API at one workspace: what is stored and a recount
+    /// of it, so checks can compare the two. Reads everything the workspace
+    /// stores.
+    fn audit(&self, ws: &str, now_ms: u64) -> Result<Audit, StorageError>;
+}
+
+#[cfg(any(test, feature = "testing"))]
+/// What [`Backend::audit`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Entry rows stored, expired ones not swept yet included.
+    pub rows: u64,
+    /// Rows in the expiry index (redb) or with a deadline (PostgreSQL).
+    pub expiring_rows: u64,
+    /// The stored usage counters (which include unswept expired entries).
+    pub stored_usage: Usage,
+    /// The sum of the stored per-namespace usage counters.
+    pub stored_namespace_usage: Usage,
+    /// Live usage recounted from the entries themselves.
+    pub recounted: Usage,
+}

@@ -1,0 +1,42 @@
+//! A look behind the API at one workspace, for tests.
+
+use deadpool_postgres::Object;
+
+use super::read::{col, usage_at};
+use super::{BoxFuture, Failure, from_db, to_db};
+use crate::engine::backend::Audit;
+
+pub(super) fn audit<'a>(
+    c: &'a mut Object,
+    (ws, now_ms): &'a (String, u64),
+) -> BoxFuture<'a, Result<Audit, Failure>> {
+    Box::pin(async move {
+        let row = c
+            .query_one(
+                "SELECT
+                   (SELECT count(*) FROM cubby_entries WHERE workspace = $1),
+                   (SELECT count(*) FROM cubby_entries
+                    WHERE workspace = $1 AND expires_at IS NOT NULL),
+                   coalesce((SELECT keys FROM cubby_workspaces WHERE workspace = $1), 0),
+                   coalesce((SELECT bytes FROM cubby_workspaces WHERE workspace = $1), 0),
+                   (SELECT coalesce(sum(keys), 0)::BIGINT FROM cubby_namespaces
+                    WHERE workspace = $1),
+                   (SELECT coalesce(sum(bytes), 0)::BIGINT FROM cubby_namespaces
+                    WHERE workspace = $1),
+                   (SELECT count(*) FROM cubby_entries
+                    WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)),
+                   (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+                    FROM cubby_entries
+                    WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2))",
+                &[&ws.as_bytes(), &to_db(*now_ms)],
+            )
+            .await?;
+        Ok(Audit {
+            rows: from_db(col(&row, 0)?),
+            expiring_rows: from_db(col(&row, 1)?),
+            stored_usage: usage_at(&row, 2)?,
+            stored_namespace_usage: usage_at(&row, 4)?,
+            recounted: usage_at(&row, 6)?,
+        })
+    })
+}

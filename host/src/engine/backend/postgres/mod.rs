@@ -1,0 +1,485 @@
+//! The shared backend: a PostgreSQL-protocol database (PostgreSQL, Citus,
+//! YugabyteDB, CockroachDB) that any number of host processes use at once.
+//!
+//! - `schema.rs`: the tables, the schema version, the check on connect;
+//! - `read.rs`: reads, one statement (one snapshot) each;
+//! - `write.rs`: write requests and `clear`, one transaction each;
+//! - `sweep.rs`: removing expired entries;
+//! - this file: the connection pool, the bridge from blocking callers, and
+//!   retries.
+//!
+//! Threads and connections: the backend owns a small tokio runtime (two
+//! `cubby-postgres` threads) that runs a pool of at most
+//! [`PostgresOptions::pool_size`](crate::PostgresOptions) connections. A
+//! storage call hands its request to that runtime and blocks its own thread
+//! until the answer arrives; it needs no tokio runtime of the caller's.
+//! Calls beyond the pool size wait, without holding a thread of the pool's
+//! runtime, for a free connection.
+//!
+//! Failures: serialization failures and deadlocks (SQLSTATE 40001, 40P01)
+//! are retried with a bound; a request whose connection is lost is retried
+//! on a fresh connection unless its commit had been sent (then its outcome
+//! is unknown and the call fails with [`StorageError::Unavailable`]). While
+//! the server is down calls fail with `Unavailable`; the pool reconnects by
+//! itself once it is back.
+
+#[cfg(any(test, feature = "testing"))]
+mod audit;
+mod read;
+mod schema;
+mod sweep;
+mod write;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::tokio_postgres::{self, NoTls};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+
+use super::{Backend, Page, Row, SweepPass, WriteRequest};
+use crate::engine::error::cause_chain;
+use crate::engine::{
+    BoxError, Cleared, Durability, OpenError, Outcome, StorageError, StorageOptions, Usage,
+};
+
+/// Attempts of a request that keeps hitting serialization failures or
+/// deadlocks before the call fails.
+const MAX_CONFLICT_ATTEMPTS: u32 = 30;
+/// Attempts of a request whose connection keeps being lost before its
+/// commit.
+const MAX_CONNECTION_ATTEMPTS: u32 = 3;
+
+/// A connection pool on its own runtime.
+pub(crate) struct PostgresBackend {
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    location: String,
+    /// The longest one request may take, waiting for a connection included.
+    deadline: Duration,
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        self.pool.close();
+        // Never blocks, so a `Storage` may be dropped inside async code.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl PostgresBackend {
+    /// Parses `url`, connects, and creates or checks Cubby's tables.
+    pub fn connect(url: &str, options: &StorageOptions) -> Result<Self, OpenError> {
+        let pg = &options.postgres;
+        let mut config: tokio_postgres::Config =
+            url.parse()
+                .map_err(|e: tokio_postgres::Error| OpenError::InvalidUrl {
+                    reason: cause_chain(&e),
+                })?;
+        let server = server_of(&config);
+        let user = config
+            .get_user()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        let location = format!("postgres://{user}{server}");
+        if config.get_application_name().is_none() {
+            config.application_name("cubby");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(pg.connect_timeout);
+        }
+        let mut session = config.get_options().unwrap_or_default().to_owned();
+        session.push_str(&format!(
+            " -c statement_timeout={}",
+            pg.statement_timeout.as_millis()
+        ));
+        if options.durability == Durability::Relaxed {
+            session.push_str(" -c synchronous_commit=off");
+        }
+        config.options(session.trim());
+
+        let backend_error = |source: BoxError| OpenError::Backend {
+            location: location.clone(),
+            source,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cubby-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| backend_error(Box::new(e)))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pg.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(pg.statement_timeout))
+            .create_timeout(Some(pg.connect_timeout))
+            .recycle_timeout(Some(pg.connect_timeout))
+            .build()
+            .map_err(|e| backend_error(Box::new(e)))?;
+        let backend = Self {
+            runtime: Some(runtime),
+            pool,
+            location: location.clone(),
+            deadline: pg.statement_timeout * 2 + pg.connect_timeout,
+        };
+
+        let pool = backend.pool.clone();
+        let checked = backend.run(async move {
+            let mut client = pool.get().await?;
+            Ok::<_, PoolError>(schema::check(&mut client).await)
+        });
+        let location = || location.clone();
+        match checked {
+            Some(Ok(Ok(Ok(())))) => Ok(backend),
+            Some(Ok(Ok(Err(schema::Refusal::NotCubby(reason))))) => Err(OpenError::NotCubby {
+                location: location(),
+                reason,
+            }),
+            Some(Ok(Ok(Err(schema::Refusal::Newer(found))))) => Err(OpenError::UnsupportedSchema {
+                location: location(),
+                found,
+                supported: schema::SCHEMA_VERSION as u64,
+            }),
+            Some(Ok(Err(e))) => Err(backend_error(Box::new(e))),
+            Some(Err(e)) => Err(OpenError::Connect {
+                server,
+                source: pool_error_source(e),
+            }),
+            None => Err(OpenError::Connect {
+                server,
+                source: format!("no answer within {:?}", backend.deadline).into(),
+            }),
+        }
+    }
+
+    /// Runs `future` on the backend's runtime and waits for it on this
+    /// thread; `None` if it took longer than the request deadline.
+    fn run<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        let runtime = self.runtime.as_ref()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let deadline = self.deadline;
+        runtime.spawn(async move {
+            if let Ok(out) = tokio::time::timeout(deadline, future).await {
+                let _ = tx.send(out);
+            }
+        });
+        rx.recv().ok()
+    }
+
+    /// Runs one request, retrying as the module documentation says.
+    fn request<A, T>(&self, args: A, op: Op<A, T>) -> Result<T, StorageError>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        self.run(async move { retrying(&pool, &args, op).await })
+            .unwrap_or_else(|| {
+                Err(unavailable(format!(
+                    "no answer from the database within {:?}",
+                    self.deadline
+                )))
+            })
+    }
+}
+
+/// One request against one connection: a boxed future borrowing both.
+type Op<A, T> = for<'a> fn(&'a mut Object, &'a A) -> BoxFuture<'a, Result<T, Failure>>;
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why one attempt of a request failed.
+pub(crate) enum Failure {
+    /// A statement failed before the commit was sent: nothing was written.
+    Sql(tokio_postgres::Error),
+    /// The commit failed. If the connection was lost, whether the write was
+    /// applied is unknown.
+    Commit(tokio_postgres::Error),
+    /// The request was refused (a condition, a quota, a stored value): the
+    /// caller's error, never retried.
+    Refused(StorageError),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<StorageError> for Failure {
+    fn from(e: StorageError) -> Self {
+        Self::Refused(e)
+    }
+}
+
+/// How a database error is handled.
+enum Class {
+    /// A serialization failure or deadlock: the transaction was rolled back;
+    /// trying again is safe and usually succeeds.
+    Conflict,
+    /// The connection or the server went away.
+    Lost,
+    /// The statement ran past the statement timeout.
+    Slow,
+    /// Anything else.
+    Other,
+}
+
+fn classify(e: &tokio_postgres::Error) -> Class {
+    let Some(db) = e.as_db_error() else {
+        // Not the server's answer: the socket, a closed connection, a
+        // timeout of the client.
+        return Class::Lost;
+    };
+    match db.code().code() {
+        "40001" | "40P01" => Class::Conflict,
+        "57014" => Class::Slow,
+        // Connection exceptions, the server shutting down or starting, too
+        // many connections.
+        code if code.starts_with("08") || code.starts_with("57P") || code == "53300" => Class::Lost,
+        _ => Class::Other,
+    }
+}
+
+async fn retrying<A, T>(pool: &Pool, args: &A, op: Op<A, T>) -> Result<T, StorageError> {
+    let (mut conflicts, mut losses) = (0, 0);
+    loop {
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| StorageError::Unavailable(Arc::from(pool_error_source(e))))?;
+        let (e, committing) = match op(&mut client, args).await {
+            Ok(v) => return Ok(v),
+            Err(Failure::Refused(e)) => return Err(e),
+            Err(Failure::Sql(e)) => (e, false),
+            Err(Failure::Commit(e)) => (e, true),
+        };
+        match classify(&e) {
+            Class::Conflict if conflicts + 1 < MAX_CONFLICT_ATTEMPTS => {
+                conflicts += 1;
+                tracing::debug!(error = %cause_chain(&e), conflicts, "retrying a transaction");
+                tokio::time::sleep(backoff(conflicts)).await;
+            }
+            Class::Conflict => {
+                return Err(unavailable(format!(
+                    "gave up after {MAX_CONFLICT_ATTEMPTS} serialization failures: {}",
+                    cause_chain(&e)
+                )));
+            }
+            Class::Lost => {
+                // Never hand this connection out again.
+                drop(Object::take(client));
+                if committing || losses + 1 >= MAX_CONNECTION_ATTEMPTS {
+                    tracing::warn!(error = %cause_chain(&e), committing, "lost the database");
+                    return Err(StorageError::Unavailable(Arc::new(e)));
+                }
+                losses += 1;
+            }
+            Class::Slow => return Err(StorageError::Unavailable(Arc::new(e))),
+            Class::Other => {
+                tracing::error!(error = %cause_chain(&e), "database error");
+                return Err(StorageError::Backend(Arc::new(e)));
+            }
+        }
+    }
+}
+
+/// A short, growing, slightly jittered pause before retrying a conflict.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 1000);
+    Duration::from_millis(1 << attempt.min(6)) + Duration::from_micros(u64::from(jitter))
+}
+
+fn unavailable(message: String) -> StorageError {
+    StorageError::Unavailable(Arc::new(std::io::Error::other(message)))
+}
+
+fn pool_error_source(e: PoolError) -> BoxError {
+    match e {
+        PoolError::Backend(e) => Box::new(e),
+        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+            "timed out waiting for a free connection (every pooled connection was busy)".into()
+        }
+        PoolError::Timeout(_) => "timed out connecting to the server".into(),
+        other => other.to_string().into(),
+    }
+}
+
+/// Host(s), port and database of a connection config, for messages: never
+/// the user's password.
+fn server_of(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(dir) => format!("{}:{port}", dir.display()),
+            }
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_owned()
+    } else {
+        hosts.join(",")
+    };
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("");
+    format!("{hosts}/{db}")
+}
+
+/// A time or version as PostgreSQL stores it (`BIGINT`).
+fn to_db(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored `BIGINT` as a time, version or count.
+fn from_db(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl Backend for PostgresBackend {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn get(&self, ws: &str, ns: &str, key: &str, now_ms: u64) -> Result<Option<Row>, StorageError> {
+        let keys = vec![key.to_owned()];
+        let mut rows = self.request(read::Keys::new(ws, ns, keys, now_ms), read::get_many)?;
+        Ok(rows.pop().flatten())
+    }
+
+    fn get_many(
+        &self,
+        ws: &str,
+        ns: &str,
+        keys: &[&str],
+        now_ms: u64,
+    ) -> Result<Vec<Option<Row>>, StorageError> {
+        let keys = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.request(read::Keys::new(ws, ns, keys, now_ms), read::get_many)
+    }
+
+    fn list_keys(
+        &self,
+        ws: &str,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Page, StorageError> {
+        let args = read::Listing {
+            ws: ws.into(),
+            ns: ns.into(),
+            prefix: prefix.into(),
+            after: after.map(Into::into),
+            limit,
+            now_ms,
+        };
+        self.request(args, read::list_keys)
+    }
+
+    fn list_namespaces(
+        &self,
+        ws: &str,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Page, StorageError> {
+        let args = read::Listing {
+            ws: ws.into(),
+            ns: String::new(),
+            prefix: String::new(),
+            after: after.map(Into::into),
+            limit,
+            now_ms,
+        };
+        self.request(args, read::list_namespaces)
+    }
+
+    fn usage(&self, ws: &str, ns: Option<&str>, now_ms: u64) -> Result<Usage, StorageError> {
+        let args = read::UsageOf {
+            ws: ws.into(),
+            ns: ns.map(Into::into),
+            now_ms,
+        };
+        self.request(args, read::usage)
+    }
+
+    fn workspaces(&self, now_ms: u64) -> Result<Vec<(String, Usage)>, StorageError> {
+        self.request(now_ms, read::workspaces)
+    }
+
+    fn write(&self, request: WriteRequest) -> Result<Vec<Outcome>, StorageError> {
+        self.request(request, write::write)
+    }
+
+    fn clear(
+        &self,
+        ws: &str,
+        ns: &str,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<Cleared, StorageError> {
+        let args = write::ClearStep {
+            ws: ws.into(),
+            ns: ns.into(),
+            budget,
+            now_ms,
+        };
+        self.request(args, write::clear)
+    }
+
+    fn sweep(
+        &self,
+        _resume: Option<String>,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<SweepPass, StorageError> {
+        // Expired entries are found oldest first through an index, so a pass
+        // needs no resume point: the next one starts where they are.
+        let due = self.request((budget, now_ms), sweep::due_workspaces)?;
+        let mut pass = SweepPass::default();
+        for ws in due {
+            let left = budget.saturating_sub(pass.removed as usize);
+            if left == 0 {
+                break;
+            }
+            pass.removed += self.request(
+                sweep::SweepStep {
+                    ws,
+                    budget: left,
+                    now_ms,
+                },
+                sweep::sweep_workspace,
+            )?;
+        }
+        if pass.removed as usize >= budget {
+            pass.resume = Some(String::new());
+        }
+        Ok(pass)
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    fn audit(&self, ws: &str, now_ms: u64) -> Result<super::Audit, StorageError> {
+        self.request((ws.to_owned(), now_ms), audit::audit)
+    }
+}

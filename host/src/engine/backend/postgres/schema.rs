@@ -1,0 +1,213 @@
+//! Cubby's tables in a PostgreSQL-protocol database, their version, and the
+//! check made when connecting.
+//!
+//! # Schema version 1
+//! All tables live in the connection's current schema (`search_path`) and
+//! are named `cubby_*`. Identities are `BYTEA`, so they compare byte by
+//! byte (as redb does) whatever the database's collation.
+//! - `cubby_entries (workspace, namespace, key)` → `value`, `version`,
+//!   `expires_at` (milliseconds since the Unix epoch, `NULL`: never). The
+//!   primary key is the structured triple; no string is ever joined.
+//! - `cubby_workspaces (workspace)` → `keys`, `bytes` (stored usage,
+//!   including expired entries not swept yet) and `next_version`. Every
+//!   write locks its workspace's row first: writers of one workspace are
+//!   serialised, writers of different workspaces are not. The row is never
+//!   deleted, so versions never repeat within a workspace.
+//! - `cubby_namespaces (workspace, namespace)` → `keys`, `bytes`, removed
+//!   when a namespace holds nothing.
+//! - `cubby_meta (name)` → `value`: the schema version.
+//!
+//! Every table's primary key starts with `workspace`, and every transaction
+//! touches one workspace, so Citus can distribute all three data tables by
+//! `workspace` (colocated) and run each transaction on one node.
+//!
+//! Portable subset: no sequences, no advisory locks, no `xmin`, no stored
+//! procedures, no collations; `INSERT … ON CONFLICT`, `unnest` of arrays,
+//! `= ANY`, row-value `IN` and `RETURNING` only.
+
+use deadpool_postgres::tokio_postgres::error::SqlState;
+use deadpool_postgres::{Object, tokio_postgres};
+
+/// The schema version this build reads and writes.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+const CREATE: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS cubby_meta (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS cubby_workspaces (
+        workspace BYTEA PRIMARY KEY,
+        keys BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        next_version BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS cubby_namespaces (
+        workspace BYTEA NOT NULL,
+        namespace BYTEA NOT NULL,
+        keys BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        PRIMARY KEY (workspace, namespace))",
+    "CREATE TABLE IF NOT EXISTS cubby_entries (
+        workspace BYTEA NOT NULL,
+        namespace BYTEA NOT NULL,
+        key BYTEA NOT NULL,
+        value BYTEA NOT NULL,
+        version BIGINT NOT NULL,
+        expires_at BIGINT,
+        PRIMARY KEY (workspace, namespace, key))",
+    // Expired entries of one workspace (usage, the over-quota sweep) ...
+    "CREATE INDEX IF NOT EXISTS cubby_entries_workspace_expiry
+        ON cubby_entries (workspace, expires_at)",
+    // ... and of all workspaces, oldest first (the background sweep).
+    "CREATE INDEX IF NOT EXISTS cubby_entries_expiry ON cubby_entries (expires_at)",
+];
+
+/// A query per table that fails unless it has the columns Cubby uses.
+const SHAPES: &[(&str, &str)] = &[
+    (
+        "cubby_meta",
+        "SELECT name, value FROM cubby_meta WHERE false",
+    ),
+    (
+        "cubby_workspaces",
+        "SELECT workspace, keys, bytes, next_version FROM cubby_workspaces WHERE false",
+    ),
+    (
+        "cubby_namespaces",
+        "SELECT workspace, namespace, keys, bytes FROM cubby_namespaces WHERE false",
+    ),
+    (
+        "cubby_entries",
+        "SELECT workspace, namespace, key, value, version, expires_at FROM cubby_entries WHERE false",
+    ),
+];
+
+/// Why the database cannot be used, found by [`check`].
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    NotCubby(String),
+    Newer(u64),
+}
+
+/// Creates Cubby's tables if they are missing, then checks them: the
+/// schema version, and the columns of every table. Several processes may do
+/// this at once. `Ok(Err(_))` is a database Cubby must not use; nothing was
+/// created in it then.
+pub(crate) async fn check(
+    client: &mut Object,
+) -> Result<Result<(), Refusal>, tokio_postgres::Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let probe = client
+            .query_opt(
+                "SELECT value FROM cubby_meta WHERE name = 'schema_version'",
+                &[],
+            )
+            .await;
+        let version = match probe {
+            Ok(Some(row)) => match row.try_get::<_, i64>(0) {
+                Ok(v) => v,
+                Err(_) => return Ok(Err(not_ours("cubby_meta.value is not a number"))),
+            },
+            Ok(None) => {
+                return Ok(Err(not_ours("table cubby_meta has no schema_version row")));
+            }
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
+                match create(client).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(refusal)) => return Ok(Err(refusal)),
+                    // Another process created the tables at the same moment.
+                    Err(e) if attempt < 5 && racing(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) if shape_error(&e) => {
+                return Ok(Err(not_ours("table cubby_meta has other columns")));
+            }
+            Err(e) => return Err(e),
+        };
+        if version > SCHEMA_VERSION {
+            return Ok(Err(Refusal::Newer(version as u64)));
+        }
+        if version < 1 {
+            return Ok(Err(not_ours(&format!(
+                "cubby_meta says schema version {version}"
+            ))));
+        }
+        for (table, query) in SHAPES {
+            match client.query(*query, &[]).await {
+                Ok(_) => {}
+                Err(e) if shape_error(&e) => return Ok(Err(shape_refusal(table))),
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(Ok(()));
+    }
+}
+
+/// Creates every table and index in one transaction, and checks the shape
+/// of tables that already existed before committing.
+async fn create(client: &mut Object) -> Result<Result<(), Refusal>, tokio_postgres::Error> {
+    let txn = client.transaction().await?;
+    for statement in CREATE {
+        match txn.batch_execute(statement).await {
+            Ok(()) => {}
+            // A table of that name with other columns was there already.
+            Err(e) if shape_error(&e) => {
+                return Ok(Err(not_ours(
+                    "its cubby_ tables have other columns than Cubby's",
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for (table, query) in SHAPES {
+        match txn.query(*query, &[]).await {
+            Ok(_) => {}
+            Err(e) if shape_error(&e) => return Ok(Err(shape_refusal(table))),
+            Err(e) => return Err(e),
+        }
+    }
+    txn.execute(
+        "INSERT INTO cubby_meta (name, value) VALUES ('schema_version', $1)
+         ON CONFLICT (name) DO NOTHING",
+        &[&SCHEMA_VERSION],
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!("created Cubby's tables (schema version {SCHEMA_VERSION})");
+    Ok(Ok(()))
+}
+
+fn not_ours(reason: &str) -> Refusal {
+    Refusal::NotCubby(reason.to_owned())
+}
+
+fn shape_refusal(table: &str) -> Refusal {
+    not_ours(&format!("table {table} does not have Cubby's columns"))
+}
+
+/// A table or column of another shape than Cubby's.
+fn shape_error(e: &tokio_postgres::Error) -> bool {
+    [
+        SqlState::UNDEFINED_COLUMN,
+        SqlState::DATATYPE_MISMATCH,
+        SqlState::WRONG_OBJECT_TYPE,
+        SqlState::INVALID_COLUMN_REFERENCE,
+        SqlState::INVALID_TABLE_DEFINITION,
+    ]
+    .iter()
+    .any(|code| e.code() == Some(code))
+}
+
+/// Errors that mean another process created the same table at once.
+fn racing(e: &tokio_postgres::Error) -> bool {
+    [
+        SqlState::UNIQUE_VIOLATION,
+        SqlState::DUPLICATE_TABLE,
+        SqlState::DUPLICATE_OBJECT,
+        SqlState::T_R_SERIALIZATION_FAILURE,
+    ]
+    .iter()
+    .any(|code| e.code() == Some(code))
+}

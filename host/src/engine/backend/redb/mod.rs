@@ -1,0 +1,190 @@
+//! The embedded backend: one redb database file (or memory), opened by one
+//! process.
+//!
+//! - `schema.rs`: the tables, the schema version, opening and upgrading;
+//! - `record.rs`: the byte format of one stored entry;
+//! - `read.rs`: reads, each in its own read transaction;
+//! - `writer.rs`: the writer thread and its group commit;
+//! - `apply.rs`: one write request or `clear` step inside a transaction;
+//! - `sweep.rs`: removing expired entries through the expiry index.
+//!
+//! Threads: every write goes to one writer thread (`cubby-writer`), which
+//! commits the requests waiting at that moment together (one fsync when
+//! durable). Reads run on the caller's thread.
+
+mod apply;
+#[cfg(any(test, feature = "testing"))]
+mod audit;
+mod read;
+mod record;
+mod schema;
+mod sweep;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use writer::{Done, Work, Writer};
+
+use super::{Backend, Page, Row, SweepPass, WriteRequest};
+use crate::engine::{Cleared, Durability, OpenError, Outcome, StorageError, StorageOptions, Usage};
+
+#[cfg(test)]
+pub(crate) use record::Record;
+#[cfg(test)]
+pub(crate) use schema::{ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA, USAGE};
+
+/// A redb database and its writer thread.
+pub(crate) struct RedbBackend {
+    db: Arc<redb::Database>,
+    writer: Writer,
+    location: String,
+}
+
+impl RedbBackend {
+    /// Opens (or creates, with its parent folders) the file at `path`.
+    pub fn open(path: &Path, options: &StorageOptions) -> Result<Self, OpenError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| OpenError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let db = redb::Database::builder()
+            .set_check_integrity_on_open(options.verify_on_open)
+            .create(path)
+            .map_err(|e| schema::open_error(path, e))?;
+        Self::start(db, path, options.durability)
+    }
+
+    /// A fresh database in memory.
+    pub fn in_memory() -> Result<Self, OpenError> {
+        let path = Path::new(":memory:");
+        let db = redb::Database::builder()
+            .create_with_backend(::redb::backends::InMemoryBackend::new())
+            .map_err(|e| schema::open_error(path, e))?;
+        // Nothing is fsync'd in memory; relaxed commits would only delay the
+        // freeing of pages.
+        Self::start(db, path, Durability::Durable)
+    }
+
+    fn start(db: redb::Database, path: &Path, durability: Durability) -> Result<Self, OpenError> {
+        schema::init(&db, path)?;
+        let db = Arc::new(db);
+        let writer =
+            Writer::spawn(db.clone(), durability).map_err(|source| OpenError::Backend {
+                location: path.display().to_string(),
+                source: Box::new(source),
+            })?;
+        Ok(Self {
+            db,
+            writer,
+            location: path.display().to_string(),
+        })
+    }
+}
+
+impl Backend for RedbBackend {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn get(&self, ws: &str, ns: &str, key: &str, now_ms: u64) -> Result<Option<Row>, StorageError> {
+        read::get(&self.db, ws, ns, key, now_ms)
+    }
+
+    fn get_many(
+        &self,
+        ws: &str,
+        ns: &str,
+        keys: &[&str],
+        now_ms: u64,
+    ) -> Result<Vec<Option<Row>>, StorageError> {
+        read::get_many(&self.db, ws, ns, keys, now_ms)
+    }
+
+    fn list_keys(
+        &self,
+        ws: &str,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Page, StorageError> {
+        read::list_keys(&self.db, (ws, ns), prefix, after, limit, now_ms)
+    }
+
+    fn list_namespaces(
+        &self,
+        ws: &str,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Page, StorageError> {
+        read::list_namespaces(&self.db, ws, after, limit, now_ms)
+    }
+
+    fn usage(&self, ws: &str, ns: Option<&str>, now_ms: u64) -> Result<Usage, StorageError> {
+        read::usage(&self.db, ws, ns, now_ms)
+    }
+
+    fn workspaces(&self, now_ms: u64) -> Result<Vec<(String, Usage)>, StorageError> {
+        read::workspaces(&self.db, now_ms)
+    }
+
+    fn write(&self, request: WriteRequest) -> Result<Vec<Outcome>, StorageError> {
+        match self.writer.submit(Work::Write(request))? {
+            Done::Write(outcomes) => Ok(outcomes),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn clear(
+        &self,
+        ws: &str,
+        ns: &str,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<Cleared, StorageError> {
+        let work = Work::Clear {
+            workspace: ws.to_owned(),
+            namespace: ns.to_owned(),
+            budget,
+            now_ms,
+        };
+        match self.writer.submit(work)? {
+            Done::Cleared(cleared) => Ok(cleared),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn sweep(
+        &self,
+        resume: Option<String>,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<SweepPass, StorageError> {
+        let work = Work::Sweep {
+            from: resume,
+            budget,
+            now_ms,
+        };
+        match self.writer.submit(work)? {
+            Done::Swept(pass) => Ok(pass),
+            _ => Err(mismatch()),
+        }
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    fn audit(&self, ws: &str, now_ms: u64) -> Result<super::Audit, StorageError> {
+        audit::audit(&self.db, ws, now_ms)
+    }
+}
+
+/// The writer answered a request with a reply of another kind: cannot
+/// happen, but is an error rather than a panic.
+fn mismatch() -> StorageError {
+    tracing::error!("the redb writer answered with a reply of the wrong kind");
+    StorageError::Closed
+}

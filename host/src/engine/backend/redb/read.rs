@@ -1,0 +1,169 @@
+//! Reads, each in its own read transaction: they never wait for the writer
+//! and see the latest committed state.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::apply::row_at;
+use super::record::Record;
+use super::schema::{ENTRIES, EXPIRY, ExpiryKey, NS_USAGE, USAGE, expired_range};
+use crate::engine::accounting::live;
+use crate::engine::backend::{Page, Row};
+use crate::engine::{StorageError, Usage};
+
+pub(crate) fn get(
+    db: &redb::Database,
+    ws: &str,
+    ns: &str,
+    key: &str,
+    now_ms: u64,
+) -> Result<Option<Row>, StorageError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(ENTRIES)?;
+    Ok(row_at(&table, ws, ns, key)?.filter(|r| r.is_live(now_ms)))
+}
+
+pub(crate) fn get_many(
+    db: &redb::Database,
+    ws: &str,
+    ns: &str,
+    keys: &[&str],
+    now_ms: u64,
+) -> Result<Vec<Option<Row>>, StorageError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(ENTRIES)?;
+    keys.iter()
+        .map(|key| Ok(row_at(&table, ws, ns, key)?.filter(|r| r.is_live(now_ms))))
+        .collect()
+}
+
+pub(crate) fn list_keys(
+    db: &redb::Database,
+    (ws, ns): (&str, &str),
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+    now_ms: u64,
+) -> Result<Page, StorageError> {
+    let start = match after {
+        Some(after) => Bound::Excluded((ws, ns, after)),
+        None => Bound::Included((ws, ns, prefix)),
+    };
+    let txn = db.begin_read()?;
+    let table = txn.open_table(ENTRIES)?;
+    let mut page = Page::default();
+    for row in table.range((start, Bound::Unbounded))? {
+        let (k, v) = row?;
+        let (w, n, key) = k.value();
+        if w != ws || n != ns || !key.starts_with(prefix) {
+            break;
+        }
+        // A record that does not decode is still listed (its key is fine);
+        // reading it reports the corruption.
+        if Record::decode(v.value()).is_ok_and(|r| !r.is_live(now_ms)) {
+            continue;
+        }
+        if page.names.len() == limit {
+            page.more = true;
+            break;
+        }
+        page.names.push(key.to_owned());
+    }
+    Ok(page)
+}
+
+pub(crate) fn list_namespaces(
+    db: &redb::Database,
+    ws: &str,
+    after: Option<&str>,
+    limit: usize,
+    now_ms: u64,
+) -> Result<Page, StorageError> {
+    let start = Bound::Excluded((ws, after.unwrap_or("")));
+    let txn = db.begin_read()?;
+    let table = txn.open_table(NS_USAGE)?;
+    let expiry = txn.open_table(EXPIRY)?;
+    // Expired entries not swept yet, per namespace.
+    let mut expired: HashMap<String, u64> = HashMap::new();
+    for row in expiry.range(expired_range(ws, now_ms))? {
+        *expired.entry(row?.0.value().2.to_owned()).or_default() += 1;
+    }
+    let mut page = Page::default();
+    for row in table.range((start, Bound::Unbounded))? {
+        let (k, v) = row?;
+        let (w, ns) = k.value();
+        if w != ws {
+            break;
+        }
+        if v.value().0 <= expired.get(ns).copied().unwrap_or(0) {
+            continue;
+        }
+        if page.names.len() == limit {
+            page.more = true;
+            break;
+        }
+        page.names.push(ns.to_owned());
+    }
+    Ok(page)
+}
+
+pub(crate) fn usage(
+    db: &redb::Database,
+    ws: &str,
+    ns: Option<&str>,
+    now_ms: u64,
+) -> Result<Usage, StorageError> {
+    let txn = db.begin_read()?;
+    let stored = match ns {
+        None => txn.open_table(USAGE)?.get(ws)?.map(|g| g.value()),
+        Some(ns) => txn.open_table(NS_USAGE)?.get((ws, ns))?.map(|g| g.value()),
+    };
+    let (keys, bytes) = stored.unwrap_or((0, 0));
+    let expiry = txn.open_table(EXPIRY)?;
+    let gone = expired_unswept(&expiry, ws, ns, now_ms)?;
+    Ok(live(Usage { keys, bytes }, gone))
+}
+
+pub(crate) fn workspaces(
+    db: &redb::Database,
+    now_ms: u64,
+) -> Result<Vec<(String, Usage)>, StorageError> {
+    let txn = db.begin_read()?;
+    let usage = txn.open_table(USAGE)?;
+    let expiry = txn.open_table(EXPIRY)?;
+    let mut out = Vec::new();
+    for row in usage.iter()? {
+        let (id, counts) = row?;
+        let id = id.value();
+        let (keys, bytes) = counts.value();
+        let live = live(
+            Usage { keys, bytes },
+            expired_unswept(&expiry, id, None, now_ms)?,
+        );
+        if live.keys > 0 {
+            out.push((id.to_owned(), live));
+        }
+    }
+    Ok(out)
+}
+
+/// The usage of a workspace's (or one namespace's) expired entries that the
+/// sweeper has not removed yet.
+fn expired_unswept(
+    expiry: &impl ReadableTable<ExpiryKey, u64>,
+    ws: &str,
+    ns: Option<&str>,
+    now_ms: u64,
+) -> Result<Usage, StorageError> {
+    let mut gone = Usage::default();
+    for row in expiry.range(expired_range(ws, now_ms))? {
+        let (k, v) = row?;
+        if ns.is_none_or(|ns| k.value().2 == ns) {
+            gone.keys += 1;
+            gone.bytes += v.value();
+        }
+    }
+    Ok(gone)
+}

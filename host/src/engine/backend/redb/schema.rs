@@ -1,0 +1,166 @@
+//! The redb database's tables, its schema version, and opening a file.
+//!
+//! # Schema version 2
+//! - `cubby_entries`: `(workspace, namespace, key)` → record (`record.rs`).
+//!   The key is a redb tuple, so no two distinct triples can alias, whatever
+//!   bytes they hold. The namespace `""` is the workspace's default space.
+//! - `cubby_usage`: `workspace` → `(keys, bytes)`, and
+//!   `cubby_namespace_usage`: `(workspace, namespace)` → `(keys, bytes)`,
+//!   changed in the same transaction as every write. They count every stored
+//!   record, including expired ones not swept yet.
+//! - `cubby_expiry_by_workspace`: `(workspace, expires_at_ms, namespace,
+//!   key)` → bytes, the index through which expired entries are found per
+//!   workspace without a full scan.
+//! - `cubby_meta`: the schema version and the next entry version (one
+//!   counter for the whole file, so versions never repeat).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::record::{Record, stored_value_len};
+use crate::engine::OpenError;
+use crate::engine::accounting::entry_bytes;
+
+/// The schema version this build reads and writes. Version 1 files (Cubby
+/// 0.1) are upgraded in place when opened.
+pub(crate) const SCHEMA_VERSION: u64 = 2;
+
+pub(crate) type EntryKey = (&'static str, &'static str, &'static str);
+pub(crate) type ExpiryKey = (&'static str, u64, &'static str, &'static str);
+pub(crate) const ENTRIES: TableDefinition<EntryKey, &[u8]> = TableDefinition::new("cubby_entries");
+pub(crate) const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("cubby_usage");
+pub(crate) const NS_USAGE: TableDefinition<(&str, &str), (u64, u64)> =
+    TableDefinition::new("cubby_namespace_usage");
+pub(crate) const EXPIRY: TableDefinition<ExpiryKey, u64> =
+    TableDefinition::new("cubby_expiry_by_workspace");
+/// Schema 1's expiry index, keyed by time first; never written by 0.1.
+pub(crate) const EXPIRY_V1: TableDefinition<(u64, &str, &str, &str), ()> =
+    TableDefinition::new("cubby_expiry");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("cubby_meta");
+pub(crate) const META_SCHEMA: &str = "schema_version";
+pub(crate) const META_NEXT_VERSION: &str = "next_version";
+
+/// The one mapping from redb's errors at open time to [`OpenError`].
+pub(crate) fn open_error(path: &Path, e: impl Into<redb::Error>) -> OpenError {
+    let path = path.to_path_buf();
+    match e.into() {
+        redb::Error::DatabaseAlreadyOpen => OpenError::Locked { path },
+        redb::Error::Corrupted(reason) => OpenError::Corrupt { path, reason },
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => OpenError::Corrupt {
+            path,
+            reason: io.to_string(),
+        },
+        redb::Error::UpgradeRequired(v) => OpenError::Corrupt {
+            path,
+            reason: format!("written in redb file format {v}, which this build cannot read"),
+        },
+        source => OpenError::Backend {
+            location: path.display().to_string(),
+            source: Box::new(source),
+        },
+    }
+}
+
+/// Creates the tables of a new database, or checks (and if need be upgrades)
+/// the schema of an existing one. A refused file is left exactly as it was.
+pub(crate) fn init(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
+    let location = || path.display().to_string();
+    let run = || -> Result<Result<(), OpenError>, redb::Error> {
+        let txn = db.begin_write()?;
+        let has_tables = txn.list_tables()?.next().is_some();
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get(META_SCHEMA)?.map(|g| g.value());
+            match found {
+                Some(SCHEMA_VERSION) => {}
+                Some(1) => {
+                    // 0.1 wrote no expiries and no named namespaces; its
+                    // time-first expiry index is replaced and the derived
+                    // tables are rebuilt from the entries.
+                    txn.delete_table(EXPIRY_V1)?;
+                    rebuild_derived(&txn)?;
+                    meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                    tracing::info!(path = %path.display(), "upgraded database schema 1 to 2");
+                }
+                Some(found) => {
+                    return Ok(Err(OpenError::UnsupportedSchema {
+                        location: location(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    }));
+                }
+                None if has_tables => {
+                    return Ok(Err(OpenError::NotCubby {
+                        location: location(),
+                        reason: "it is a redb database without a Cubby schema".into(),
+                    }));
+                }
+                None => {
+                    meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                    meta.insert(META_NEXT_VERSION, 1)?;
+                }
+            }
+            txn.open_table(ENTRIES)?;
+            txn.open_table(USAGE)?;
+            txn.open_table(NS_USAGE)?;
+            txn.open_table(EXPIRY)?;
+        }
+        txn.commit()?;
+        Ok(Ok(()))
+    };
+    // An early return above drops `txn`, which aborts it.
+    run().map_err(|e| open_error(path, e))?
+}
+
+/// Recomputes the usage tables and the expiry index from the entries.
+fn rebuild_derived(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let mut usage: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut ns_usage: HashMap<(String, String), (u64, u64)> = HashMap::new();
+    let mut expiring = Vec::new();
+    {
+        let entries = txn.open_table(ENTRIES)?;
+        for row in entries.iter()? {
+            let (k, v) = row?;
+            let (ws, ns, key) = k.value();
+            let raw = v.value();
+            let bytes = entry_bytes(key, stored_value_len(raw) as usize);
+            for counts in [
+                usage.entry(ws.to_owned()).or_default(),
+                ns_usage.entry((ws.to_owned(), ns.to_owned())).or_default(),
+            ] {
+                counts.0 += 1;
+                counts.1 += bytes;
+            }
+            if let Some(at) = Record::decode(raw).ok().and_then(|r| r.expires_at_ms) {
+                expiring.push((ws.to_owned(), at, ns.to_owned(), key.to_owned(), bytes));
+            }
+        }
+    }
+    txn.delete_table(USAGE)?;
+    txn.delete_table(NS_USAGE)?;
+    txn.delete_table(EXPIRY)?;
+    let mut table = txn.open_table(USAGE)?;
+    for (ws, counts) in &usage {
+        table.insert(ws.as_str(), counts)?;
+    }
+    let mut table = txn.open_table(NS_USAGE)?;
+    for ((ws, ns), counts) in &ns_usage {
+        table.insert((ws.as_str(), ns.as_str()), counts)?;
+    }
+    let mut table = txn.open_table(EXPIRY)?;
+    for (ws, at, ns, key, bytes) in &expiring {
+        table.insert((ws.as_str(), *at, ns.as_str(), key.as_str()), bytes)?;
+    }
+    Ok(())
+}
+
+/// The expiry-index keys of a workspace's entries that have expired at
+/// `now_ms` (a deadline at or before it).
+pub(crate) fn expired_range(
+    ws: &str,
+    now_ms: u64,
+) -> std::ops::Range<(&str, u64, &'static str, &'static str)> {
+    (ws, 0, "", "")..(ws, now_ms.saturating_add(1), "", "")
+}

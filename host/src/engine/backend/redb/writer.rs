@@ -1,0 +1,293 @@
+//! The single writer thread: group commit of concurrent requests.
+//!
+//! redb allows one write transaction at a time. Rather than have callers queue
+//! for it, every request is sent to one thread, which takes all requests
+//! waiting at that moment (up to [`MAX_GROUP`]), applies them in arrival order
+//! in one transaction, commits once (one fsync when durable), and only then
+//! answers each request.
+//!
+//! A request that fails (a condition, a quota) leaves no trace in the shared
+//! transaction: it is staged before anything is written (`apply.rs`). Only
+//! a backend failure aborts the whole group, and then every request in it
+//! gets that error and nothing of the group is written. A group that changed
+//! nothing is aborted rather than committed, so an idle sweeper costs no
+//! fsync.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redb::ReadableTable;
+
+use super::apply::{self, Tables};
+use super::schema::{META, META_NEXT_VERSION};
+use super::sweep::sweep_pass;
+use crate::engine::backend::{SweepPass, WriteRequest};
+use crate::engine::{Cleared, Durability, Outcome, StorageError};
+
+/// Most requests committed in one transaction.
+const MAX_GROUP: usize = 512;
+/// In relaxed mode, the longest time a commit stays non-durable.
+const RELAXED_FLUSH: Duration = Duration::from_secs(1);
+
+/// What a request asks the writer to do.
+pub(crate) enum Work {
+    Write(WriteRequest),
+    Clear {
+        workspace: String,
+        namespace: String,
+        budget: usize,
+        now_ms: u64,
+    },
+    Sweep {
+        from: Option<String>,
+        budget: usize,
+        now_ms: u64,
+    },
+}
+
+/// What the writer did for a request.
+pub(crate) enum Done {
+    Write(Vec<Outcome>),
+    Cleared(Cleared),
+    Swept(SweepPass),
+}
+
+struct Job {
+    work: Work,
+    reply: SyncSender<Result<Done, StorageError>>,
+}
+
+/// Handle to the writer thread; dropping it stops the thread after the
+/// requests already sent are committed, and waits for it (so the database
+/// file is closed when the last handle is gone).
+pub(crate) struct Writer {
+    tx: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn spawn(db: Arc<redb::Database>, durability: Durability) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("cubby-writer".into())
+            .spawn(move || run(&db, durability, rx))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends a request and blocks until it is committed (or refused).
+    pub fn submit(&self, work: Work) -> Result<Done, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.tx
+            .as_ref()
+            .ok_or(StorageError::Closed)?
+            .send(Job { work, reply })
+            .map_err(|_| StorageError::Closed)?;
+        answer.recv().map_err(|_| StorageError::Closed)?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(thread) = self.thread.take() {
+            // A panic on the writer thread has already been reported; there
+            // is nothing more to do with it here.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(db: &redb::Database, durability: Durability, rx: Receiver<Job>) {
+    let mut flush = Flush::new(durability);
+    loop {
+        let first = match flush.deadline() {
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break, // every sender is gone
+            },
+            Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    flush.run_due(db);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let durable = flush.next_commit_durable();
+        match commit_group(db, group, durable) {
+            Ok(true) => flush.committed(durable),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = ?e, "write group failed"),
+        }
+        // Checked after every group: under constant load the channel is
+        // never idle.
+        flush.run_due(db);
+    }
+    if flush.pending {
+        flush_now(db);
+    }
+}
+
+/// Relaxed mode's timer: commits are made durable at least once a second.
+struct Flush {
+    durability: Durability,
+    /// When the last durable commit (or flush attempt) was made.
+    last: Instant,
+    /// Whether non-durable commits have been made since.
+    pending: bool,
+}
+
+impl Flush {
+    fn new(durability: Durability) -> Self {
+        Self {
+            durability,
+            last: Instant::now(),
+            pending: false,
+        }
+    }
+
+    /// When the writer must wake up even if no request arrives.
+    fn deadline(&self) -> Option<Instant> {
+        self.pending.then(|| self.last + RELAXED_FLUSH)
+    }
+
+    /// Whether the next group commit is fsync'd: always when durable, and in
+    /// relaxed mode once the last flush is a second old.
+    fn next_commit_durable(&self) -> bool {
+        self.durability == Durability::Durable || self.last.elapsed() >= RELAXED_FLUSH
+    }
+
+    fn committed(&mut self, durable: bool) {
+        if durable {
+            self.last = Instant::now();
+        }
+        // A durable commit makes every earlier one durable.
+        self.pending = !durable;
+    }
+
+    /// Flushes if non-durable commits are a second old; a failed flush is
+    /// retried a second later, not at once.
+    fn run_due(&mut self, db: &redb::Database) {
+        if self.pending && self.last.elapsed() >= RELAXED_FLUSH {
+            self.pending = !flush_now(db);
+            self.last = Instant::now();
+        }
+    }
+}
+
+/// Makes every earlier non-durable commit durable (an empty durable commit);
+/// returns whether that worked.
+fn flush_now(db: &redb::Database) -> bool {
+    let result = (|| -> Result<(), StorageError> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
+    })();
+    if let Err(e) = &result {
+        tracing::error!(error = ?e, "flushing relaxed commits failed");
+    }
+    result.is_ok()
+}
+
+/// Applies a group in one transaction and answers every job; returns whether
+/// anything was committed. A backend failure aborts the group (nothing
+/// committed) and is sent to every job.
+fn commit_group(db: &redb::Database, group: Vec<Job>, durable: bool) -> Result<bool, StorageError> {
+    let (works, replies): (Vec<Work>, Vec<_>) =
+        group.into_iter().map(|j| (j.work, j.reply)).unzip();
+    match apply_group(db, works, durable) {
+        Ok((results, committed)) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                // The caller may have gone away; a committed write stays
+                // committed.
+                let _ = reply.send(result);
+            }
+            Ok(committed)
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            Err(e)
+        }
+    }
+}
+
+type GroupResults = (Vec<Result<Done, StorageError>>, bool);
+
+/// The outer error is a backend failure (nothing committed); the inner
+/// results are per request.
+fn apply_group(
+    db: &redb::Database,
+    works: Vec<Work>,
+    durable: bool,
+) -> Result<GroupResults, StorageError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(if durable {
+        redb::Durability::Immediate
+    } else {
+        redb::Durability::None
+    })?;
+    let mut results = Vec::with_capacity(works.len());
+    let mut changed = false;
+    {
+        let mut meta = txn.open_table(META)?;
+        let first_version = meta.get(META_NEXT_VERSION)?.map_or(1, |g| g.value());
+        let mut next_version = first_version;
+        let mut t = Tables::open(&txn)?;
+        for work in works {
+            let result = match work {
+                Work::Write(request) => apply::write(&mut t, request, &mut next_version)
+                    .map(|(outcomes, c)| (Done::Write(outcomes), c)),
+                Work::Clear {
+                    workspace,
+                    namespace,
+                    budget,
+                    now_ms,
+                } => apply::clear(&mut t, &workspace, &namespace, budget, now_ms)
+                    .map(|(cleared, c)| (Done::Cleared(cleared), c)),
+                Work::Sweep {
+                    from,
+                    budget,
+                    now_ms,
+                } => sweep_pass(&mut t, from, budget, now_ms).map(|pass| {
+                    let c = pass.removed > 0;
+                    (Done::Swept(pass), c)
+                }),
+            };
+            // A backend failure aborts the whole group; any other error
+            // belongs to the one request, which wrote nothing.
+            match result {
+                Err(e @ StorageError::Backend(_)) => return Err(e),
+                Err(e) => results.push(Err(e)),
+                Ok((done, c)) => {
+                    changed |= c;
+                    results.push(Ok(done));
+                }
+            }
+        }
+        if next_version != first_version {
+            meta.insert(META_NEXT_VERSION, next_version)?;
+        }
+    }
+    if changed {
+        txn.commit()?;
+    } else {
+        txn.abort()?;
+    }
+    Ok((results, changed))
+}

@@ -1,0 +1,130 @@
+//! How a [`Storage`](crate::Storage) is opened: limits, quotas, durability,
+//! the clock, sweeping, and the PostgreSQL connection settings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Clock, Limits, Quota, SystemClock};
+
+/// When an acknowledged write reaches the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every commit is on disk before any write in it is acknowledged: an
+    /// acknowledged write survives a crash of the process or of the machine.
+    /// redb: each commit is fsync'd, and concurrent writes share one fsync
+    /// (group commit). PostgreSQL: the server's own guarantee with its
+    /// default `synchronous_commit = on` (the commit's WAL is flushed).
+    #[default]
+    Durable,
+    /// Commits are not flushed one by one. redb: commits use
+    /// `Durability::None`, and the writer makes them durable at least once a
+    /// second while writes arrive, within a second after the last one, and on
+    /// shutdown. PostgreSQL: the session sets `synchronous_commit = off`, so
+    /// the server flushes within three `wal_writer_delay`s (600 ms by
+    /// default). A crash can lose the writes of about the last second; what
+    /// survives is always a consistent earlier state, never torn or corrupt.
+    Relaxed,
+}
+
+/// Options for opening a [`Storage`](crate::Storage).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StorageOptions {
+    /// Limits enforced on every workspace.
+    pub limits: Limits,
+    /// When writes are made durable. Ignored for an in-memory database.
+    pub durability: Durability,
+    /// redb: verify the checksum of every page when opening a file (default:
+    /// on). Opening then reads the whole file once, and a file damaged or
+    /// altered since it was written is refused with
+    /// [`OpenError::Corrupt`](crate::OpenError::Corrupt); without it, such
+    /// damage may only show up later, possibly as a panic inside redb.
+    pub verify_on_open: bool,
+    /// Per-workspace quotas that replace the defaults in `limits`; change
+    /// them later with [`Storage::set_quota`](crate::Storage::set_quota).
+    pub quotas: HashMap<String, Quota>,
+    /// The clock that expiry is measured by (default: the system clock).
+    /// Several host processes sharing a PostgreSQL database should have
+    /// clocks that agree (NTP): each judges expiry by its own.
+    pub clock: Arc<dyn Clock>,
+    /// How often the background sweeper removes expired entries (default:
+    /// every second); `None` turns it off ([`Storage::prune`](crate::Storage::prune)
+    /// still works). Expired entries are invisible either way; sweeping frees
+    /// their space.
+    pub sweep_interval: Option<Duration>,
+    /// How a PostgreSQL database is connected to; ignored by redb.
+    pub postgres: PostgresOptions,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            durability: Durability::default(),
+            verify_on_open: true,
+            quotas: HashMap::new(),
+            clock: Arc::new(SystemClock),
+            sweep_interval: Some(Duration::from_secs(1)),
+            postgres: PostgresOptions::default(),
+        }
+    }
+}
+
+/// Connection settings for a PostgreSQL-protocol database
+/// ([`Storage::connect`](crate::Storage::connect)).
+///
+/// ```
+/// use cubby_host::{PostgresOptions, StorageOptions};
+/// use std::time::Duration;
+/// let mut options = StorageOptions::default();
+/// options.postgres = PostgresOptions::default()
+///     .pool_size(32)
+///     .statement_timeout(Duration::from_secs(5));
+/// assert_eq!(options.postgres.pool_size, 32);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// Most connections this process opens (default 16). Storage calls beyond
+    /// that wait for a free connection.
+    pub pool_size: usize,
+    /// Longest time one SQL statement may run on the server (default 30 s),
+    /// and longest time a call waits for a free connection; past either, the
+    /// call fails with [`StorageError::Unavailable`](crate::StorageError::Unavailable).
+    pub statement_timeout: Duration,
+    /// Longest time to establish a connection (default 5 s), unless the URL
+    /// sets `connect_timeout`.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// Sets [`pool_size`](Self::pool_size) (at least 1).
+    pub fn pool_size(mut self, connections: usize) -> Self {
+        self.pool_size = connections.max(1);
+        self
+    }
+
+    /// Sets [`statement_timeout`](Self::statement_timeout).
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+}

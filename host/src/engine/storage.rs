@@ -1,0 +1,217 @@
+//! [`Storage`]: the handle on one database, whichever backend holds it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use super::backend::Backend;
+use super::backend::postgres::PostgresBackend;
+use super::backend::redb::RedbBackend;
+use super::sweeper::{SWEEP_BUDGET, Sweeper};
+use super::{
+    Clock, Limits, OpenError, PruneReport, Quota, StorageError, StorageOptions, Usage, Workspace,
+    rules,
+};
+
+/// The database shared by every workspace: an embedded redb file
+/// ([`Storage::open`]), memory ([`Storage::in_memory`]), or a
+/// PostgreSQL-protocol database that several host processes share
+/// ([`Storage::connect`]). Every operation means the same on each.
+///
+/// Cheap to clone: clones share one open database (one redb writer, or one
+/// connection pool) and one background sweeper.
+///
+/// ```
+/// use cubby_host::{Storage, StorageOptions};
+/// # fn main() -> anyhow::Result<()> {
+/// let storage = Storage::in_memory(StorageOptions::default())?;
+/// let ws = storage.workspace("team-a")?;
+/// ws.set("greeting", b"hello")?;
+/// assert_eq!(ws.get("greeting")?.as_deref(), Some(&b"hello"[..]));
+/// assert_eq!(storage.workspace("team-b")?.get("greeting")?, None);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    limits: Limits,
+    quotas: RwLock<HashMap<String, Quota>>,
+    clock: Arc<dyn Clock>,
+    /// Stopped (and joined) when the last clone goes, before the backend.
+    _sweeper: Option<Sweeper>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("location", &self.location())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// Opens the redb database file at `path`, creating it (and its parent
+    /// folders) if it does not exist. One process at a time can open a file;
+    /// to share data between processes, [`connect`](Self::connect) to
+    /// PostgreSQL instead.
+    ///
+    /// Errors: the file is locked by another process ([`OpenError::Locked`]),
+    /// is not a redb database or is corrupt, is another application's redb
+    /// database, or has an unknown schema version. A failed open changes
+    /// nothing in the file.
+    pub fn open(path: impl AsRef<Path>, options: StorageOptions) -> Result<Self, OpenError> {
+        let backend = RedbBackend::open(path.as_ref(), &options)?;
+        Self::start(Arc::new(backend), options)
+    }
+
+    /// Creates an empty redb database that lives in memory and is gone when
+    /// the last clone of this `Storage` is dropped.
+    pub fn in_memory(options: StorageOptions) -> Result<Self, OpenError> {
+        let backend = RedbBackend::in_memory()?;
+        Self::start(Arc::new(backend), options)
+    }
+
+    /// Connects to a PostgreSQL-protocol database, given as a URL such as
+    /// `postgres://user:password@host:5432/dbname` (every libpq URL parameter
+    /// that tokio-postgres knows, e.g. `?options=-c search_path=cubby` to
+    /// keep Cubby's tables in their own schema). Creates Cubby's tables
+    /// (`cubby_*`) on first use; any number of host processes may connect to
+    /// the same database at once.
+    ///
+    /// Storage calls then block while they wait for the server, like redb
+    /// calls block while they commit; see [`PostgresOptions`](crate::PostgresOptions)
+    /// for the pool and timeouts.
+    ///
+    /// Errors: a URL that does not parse ([`OpenError::InvalidUrl`]), a
+    /// server that cannot be reached or refuses the login
+    /// ([`OpenError::Connect`], naming host and port, never the password),
+    /// a database whose `cubby_` tables are not Cubby's
+    /// ([`OpenError::NotCubby`]), or one written by a newer Cubby
+    /// ([`OpenError::UnsupportedSchema`]). A refused database is left as it
+    /// was.
+    pub fn connect(url: &str, options: StorageOptions) -> Result<Self, OpenError> {
+        let backend = PostgresBackend::connect(url, &options)?;
+        Self::start(Arc::new(backend), options)
+    }
+
+    /// The default database file: `cubby.redb` in the per-user data folder
+    /// (`$XDG_DATA_HOME/cubby` or `~/.local/share/cubby` on Linux,
+    /// `~/Library/Application Support/cubby` on macOS, `%APPDATA%\cubby\data`
+    /// on Windows). `None` when the platform has no home folder.
+    pub fn default_path() -> Option<PathBuf> {
+        crate::project_dirs().map(|d| d.data_dir().join("cubby.redb"))
+    }
+
+    fn start(backend: Arc<dyn Backend>, options: StorageOptions) -> Result<Self, OpenError> {
+        let sweeper = options
+            .sweep_interval
+            .map(|every| Sweeper::spawn(backend.clone(), options.clock.clone(), every))
+            .transpose()
+            .map_err(|source| OpenError::Backend {
+                location: backend.location().to_owned(),
+                source: Box::new(source),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                limits: options.limits,
+                quotas: RwLock::new(options.quotas),
+                clock: options.clock,
+                _sweeper: sweeper,
+            }),
+        })
+    }
+
+    /// The handle for one workspace. `id` is chosen by the host, never by a
+    /// plugin: 1 to 128 characters from `A-Z a-z 0-9 - _ . :`.
+    pub fn workspace(&self, id: &str) -> Result<Workspace, StorageError> {
+        rules::check_workspace_id(id)?;
+        Ok(Workspace::new(self.clone(), Arc::from(id)))
+    }
+
+    /// The limits this database enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Where the database lives: its file path, `:memory:`, or its URL
+    /// without the password.
+    pub fn location(&self) -> &str {
+        self.inner.backend.location()
+    }
+
+    /// The quota of workspace `id`: its override, or the default from
+    /// [`Limits`].
+    pub fn quota(&self, id: &str) -> Quota {
+        self.inner
+            .quotas
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .copied()
+            .unwrap_or_else(|| self.inner.limits.default_quota())
+    }
+
+    /// Sets (`Some`) or removes (`None`, back to the default) the quota of
+    /// workspace `id` in this process, for every write from now on. Entries
+    /// already stored are kept even if they exceed a lowered quota; the
+    /// workspace can then only shrink until it fits.
+    pub fn set_quota(&self, id: &str, quota: Option<Quota>) -> Result<(), StorageError> {
+        rules::check_workspace_id(id)?;
+        let mut quotas = self
+            .inner
+            .quotas
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match quota {
+            Some(q) => quotas.insert(id.to_owned(), q),
+            None => quotas.remove(id),
+        };
+        Ok(())
+    }
+
+    /// Every workspace that holds at least one live key, in ascending order,
+    /// with its usage.
+    pub fn workspaces(&self) -> Result<Vec<(String, Usage)>, StorageError> {
+        self.inner.backend.workspaces(self.now_ms())
+    }
+
+    /// Removes every expired entry now, in bounded passes (each its own
+    /// transaction, so writers are served in between). The background
+    /// sweeper does the same a pass at a time; expired entries are invisible
+    /// either way, pruning frees their space. Safe to run while other
+    /// processes sweep the same database.
+    pub fn prune(&self) -> Result<PruneReport, StorageError> {
+        let mut report = PruneReport::default();
+        let mut resume = None;
+        loop {
+            let pass = self
+                .inner
+                .backend
+                .sweep(resume, SWEEP_BUDGET, self.now_ms())?;
+            report.removed += pass.removed;
+            match pass.resume {
+                Some(next) => resume = Some(next),
+                None => return Ok(report),
+            }
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.inner.backend
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// What the backend stores for workspace `id`, next to a recount of it.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn audit(&self, id: &str) -> Result<super::Audit, StorageError> {
+        self.inner.backend.audit(id, self.now_ms())
+    }
+}

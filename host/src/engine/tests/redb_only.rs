@@ -1,0 +1,184 @@
+//! What only the redb backend has: files, locks, damaged files, its schema
+//! and its record format.
+
+use redb::{ReadableDatabase, TableDefinition};
+
+use super::*;
+use crate::engine::backend::redb::{
+    ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA, Record, USAGE,
+};
+use crate::{OpenError, StorageError, Usage};
+
+/// Writes to the database file at `path` with raw redb, behind the engine's
+/// back.
+fn tamper(path: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    f(&txn);
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_second_open_of_the_same_file_is_refused_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let _first = Storage::open(&path, StorageOptions::default()).unwrap();
+    let err = Storage::open(&path, StorageOptions::default()).unwrap_err();
+    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(
+        err.to_string().contains("postgres://"),
+        "says how to share data between processes: {err}"
+    );
+}
+
+#[test]
+fn garbage_files_are_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let garbage = b"this is not a database, just some bytes........".repeat(200);
+    std::fs::write(&path, &garbage).unwrap();
+    let err = Storage::open(&path, StorageOptions::default()).unwrap_err();
+    assert!(matches!(err, OpenError::Corrupt { .. }), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[test]
+fn damaged_database_files_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    {
+        let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+        let ws = storage.workspace("w").unwrap();
+        for i in 0..200 {
+            ws.set(&format!("key-{i}"), [i as u8; 300]).unwrap();
+        }
+    }
+    let clean = std::fs::read(&path).unwrap();
+    // Overwrite stretches of the file with junk at several places; whatever
+    // redb makes of it, opening and reading must not panic.
+    let mut detected = 0;
+    for start in [0usize, 4096, clean.len() / 2, clean.len() - 4096] {
+        let mut bytes = clean.clone();
+        for b in bytes.iter_mut().skip(start).take(2048) {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let opened = Storage::open(&path, StorageOptions::default());
+        detected += matches!(opened, Err(OpenError::Corrupt { .. })) as usize;
+        // Damage in unused space is harmless; the database must then work.
+        if let Ok(storage) = opened {
+            let ws = storage.workspace("w").unwrap();
+            let _ = ws.get("key-1");
+            let _ = ws.list_keys(None, None, Some(1000));
+            let _ = ws.set("new", b"value");
+        }
+    }
+    assert!(detected > 0, "no damaged site was detected");
+}
+
+#[test]
+fn unknown_schema_and_foreign_databases_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    drop(Storage::open(&path, StorageOptions::default()).unwrap());
+    tamper(&path, |txn| {
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_SCHEMA, 99)
+            .unwrap();
+    });
+    let err = Storage::open(&path, StorageOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OpenError::UnsupportedSchema {
+                found: 99,
+                supported: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let foreign = dir.path().join("foreign.redb");
+    tamper(&foreign, |txn| {
+        let def: TableDefinition<&str, &str> = TableDefinition::new("something_else");
+        txn.open_table(def).unwrap().insert("a", "b").unwrap();
+    });
+    let err = Storage::open(&foreign, StorageOptions::default()).unwrap_err();
+    assert!(matches!(err, OpenError::NotCubby { .. }), "{err}");
+}
+
+#[test]
+fn a_malformed_stored_record_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    drop(Storage::open(&path, StorageOptions::default()).unwrap());
+    tamper(&path, |txn| {
+        txn.open_table(ENTRIES)
+            .unwrap()
+            .insert(("w", "", "bad"), &b"\x01short"[..])
+            .unwrap();
+    });
+    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+    let ws = storage.workspace("w").unwrap();
+    assert!(matches!(ws.get("bad"), Err(StorageError::Corrupt(_))));
+    assert!(matches!(ws.exists("bad"), Err(StorageError::Corrupt(_))));
+    assert_eq!(
+        all_keys(&ws),
+        vec!["bad".to_string()],
+        "listing still works"
+    );
+    // It can still be overwritten or deleted, and other keys work.
+    ws.set("bad", b"good").unwrap();
+    assert_eq!(ws.get("bad").unwrap().unwrap(), b"good");
+    assert!(ws.delete("bad").unwrap());
+}
+
+#[test]
+fn schema_1_databases_are_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    {
+        // The layout Cubby 0.1 wrote.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_SCHEMA, 1).unwrap();
+            meta.insert(META_NEXT_VERSION, 3).unwrap();
+            let mut entries = txn.open_table(ENTRIES).unwrap();
+            entries
+                .insert(("w", "", "a"), Record::encode(1, None, b"12").as_slice())
+                .unwrap();
+            entries
+                .insert(("w", "", "bc"), Record::encode(2, None, b"3").as_slice())
+                .unwrap();
+            txn.open_table(USAGE).unwrap().insert("w", (2, 6)).unwrap();
+            txn.open_table(EXPIRY_V1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+    let ws = storage.workspace("w").unwrap();
+    assert_eq!(ws.get("a").unwrap().unwrap(), b"12");
+    assert_eq!(ws.usage().unwrap(), Usage { keys: 2, bytes: 6 });
+    assert_eq!(
+        ws.default_space().usage().unwrap(),
+        Usage { keys: 2, bytes: 6 }
+    );
+    assert!(ws.set("d", b"4").unwrap() >= 3, "versions are never reused");
+    drop((ws, storage));
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    assert_eq!(
+        txn.open_table(META)
+            .unwrap()
+            .get(META_SCHEMA)
+            .unwrap()
+            .unwrap()
+            .value(),
+        2
+    );
+}
