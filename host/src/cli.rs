@@ -10,12 +10,14 @@ use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    Durability, Limits, Namespace, Output, Quota, Runtime, Storage, StorageOptions, WriteOptions,
+    Durability, Limits, Namespace, Output, PostgresOptions, Quota, Runtime, Storage,
+    StorageOptions, WriteOptions,
 };
 
 const NO_HOME: &str =
     "cannot find the per-user data folder (is HOME set?); pass --db PATH or --in-memory";
-const DEFAULT_DB_HELP: &str = "Database file \
+const DEFAULT_DB_HELP: &str = "The database: a redb file (one process at a time), or a \
+    PostgreSQL URL postgres://USER[:PASSWORD]@HOST[:PORT]/DB that any number of processes share \
     [default: cubby.redb in the per-user data folder: $XDG_DATA_HOME/cubby or ~/.local/share/cubby \
     on Linux, ~/Library/Application Support/cubby on macOS, %APPDATA%\\cubby\\data on Windows]";
 
@@ -32,19 +34,30 @@ struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Database options")]
 struct DbArgs {
-    #[arg(long, global = true, env = "CUBBY_DB", help = DEFAULT_DB_HELP, value_name = "PATH")]
-    db: Option<PathBuf>,
+    #[arg(long, global = true, env = "CUBBY_DB", hide_env_values = true, help = DEFAULT_DB_HELP,
+          value_name = "PATH|URL")]
+    db: Option<String>,
     /// Use a fresh in-memory database that is gone when the command ends.
     #[arg(long, global = true, conflicts_with = "db")]
     in_memory: bool,
-    /// Do not fsync every commit: faster, but a crash can lose about the last
-    /// second of writes (never corrupting the database).
+    /// Do not flush every commit to disk: faster, but a crash can lose about
+    /// the last second of writes (never corrupting the database). With
+    /// PostgreSQL this sets synchronous_commit=off for Cubby's sessions.
     #[arg(long, global = true)]
     relaxed: bool,
-    /// Skip checking every page's checksum when opening the database file
-    /// (faster for large files; damage is then not detected up front).
+    /// Skip checking every page's checksum when opening a redb file (faster
+    /// for large files; damage is then not detected up front).
     #[arg(long, global = true)]
     no_verify: bool,
+    /// PostgreSQL: most connections this process opens.
+    #[arg(long, global = true, value_name = "N",
+          default_value_t = PostgresOptions::default().pool_size)]
+    pool_size: usize,
+    /// PostgreSQL: longest time one statement may run, and longest wait for a
+    /// free connection (e.g. 5s).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration,
+          default_value_t = PostgresOptions::default().statement_timeout.into())]
+    statement_timeout: humantime::Duration,
     /// Longest key, in bytes.
     #[arg(long, global = true, value_name = "BYTES", default_value_t = Limits::default().max_key_bytes)]
     max_key_bytes: usize,
@@ -400,17 +413,28 @@ fn open_storage(args: &DbArgs) -> Result<Storage> {
         options.quotas.insert(ws.clone(), quota);
     }
     options.verify_on_open = !args.no_verify;
+    options.postgres = PostgresOptions::default()
+        .pool_size(args.pool_size)
+        .statement_timeout(args.statement_timeout.into());
     if args.relaxed {
         options.durability = Durability::Relaxed;
     }
     if args.in_memory {
         return Ok(Storage::in_memory(options)?);
     }
-    let path = match &args.db {
-        Some(path) => path.clone(),
-        None => Storage::default_path().context(NO_HOME)?,
-    };
-    Ok(Storage::open(path, options)?)
+    match args.db.as_deref() {
+        Some(url) if is_postgres_url(url) => Ok(Storage::connect(url, options)?),
+        Some(path) => Ok(Storage::open(path, options)?),
+        None => Ok(Storage::open(
+            Storage::default_path().context(NO_HOME)?,
+            options,
+        )?),
+    }
+}
+
+/// Whether `--db` names a PostgreSQL database rather than a redb file.
+fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
 fn runtime(opts: &PluginArgs, inherit_stdin: bool) -> Result<Runtime> {

@@ -1,6 +1,7 @@
 //! End-to-end tests through the library: real plugins, built from source,
 //! against real storage. Each test asserts what the plugin returns and what
-//! the database holds.
+//! the database holds. The tests of storage behaviour run on redb and on
+//! PostgreSQL (listed at the end).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +11,7 @@ mod common;
 
 use common::{call as probe, load, runtime_builder};
 use cubby_artifacts as guests;
+use cubby_host::testing::Place;
 use cubby_host::{CallError, LoadError, Storage, StorageOptions, Workspace};
 use serde_json::{Value, json};
 
@@ -21,10 +23,7 @@ fn all_keys(ws: &Workspace) -> Vec<String> {
     ws.keys(None).collect::<Result<_, _>>().unwrap()
 }
 
-#[tokio::test]
-async fn counter_persists_across_a_restart_of_the_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cubby.redb");
+async fn counter_persists_across_a_restart_of_the_host(place: &Place) {
     let run = |storage: &Storage, ws: &'static str| {
         let ws = storage.workspace(ws).unwrap();
         async move {
@@ -35,21 +34,20 @@ async fn counter_persists_across_a_restart_of_the_host() {
         }
     };
     {
-        let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+        let storage = place.open(StorageOptions::default());
         assert_eq!(run(&storage, "a").await, "1\n");
         assert_eq!(run(&storage, "a").await, "2\n");
         assert_eq!(run(&storage, "b").await, "1\n");
     }
-    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+    let storage = place.open(StorageOptions::default());
     assert_eq!(run(&storage, "a").await, "3\n");
     let a = storage.workspace("a").unwrap();
     assert_eq!(a.get("counter").unwrap().unwrap(), b"3");
     assert_eq!(all_keys(&a), vec!["counter".to_string()]);
 }
 
-#[tokio::test]
-async fn the_same_plugin_in_two_workspaces_sees_only_its_own_data() {
-    let storage = memory_storage();
+async fn the_same_plugin_in_two_workspaces_sees_only_its_own_data(place: &Place) {
+    let storage = place.open(StorageOptions::default());
     let probe_plugin = load(guests::PROBE).await;
     let a = storage.workspace("a").unwrap();
     let b = storage.workspace("b").unwrap();
@@ -99,9 +97,8 @@ async fn the_same_plugin_in_two_workspaces_sees_only_its_own_data() {
     assert_eq!(b.get("config/theme").unwrap().unwrap(), b"B:config/theme");
 }
 
-#[tokio::test]
-async fn hostile_keys_neither_reach_nor_alias_another_workspace() {
-    let storage = memory_storage();
+async fn hostile_keys_neither_reach_nor_alias_another_workspace(place: &Place) {
+    let storage = place.open(StorageOptions::default());
     let probe_plugin = load(guests::PROBE).await;
     let a = storage.workspace("a").unwrap();
     let b = storage.workspace("b").unwrap();
@@ -173,11 +170,10 @@ async fn hostile_keys_neither_reach_nor_alias_another_workspace() {
     assert_eq!(r["err"], "invalid-cursor");
 }
 
-#[tokio::test]
-async fn an_oversized_value_is_a_typed_error_and_nothing_is_written() {
+async fn an_oversized_value_is_a_typed_error_and_nothing_is_written(place: &Place) {
     let mut options = StorageOptions::default();
     options.limits.max_value_bytes = 1024;
-    let storage = Storage::in_memory(options).unwrap();
+    let storage = place.open(options);
     let probe_plugin = load(guests::PROBE).await;
     let ws = storage.workspace("w").unwrap();
     ws.set("kept", b"old").unwrap();
@@ -347,9 +343,8 @@ async fn bad_components_are_clear_errors() {
     assert!(all_keys(&ws).is_empty());
 }
 
-#[tokio::test]
-async fn notes_are_added_listed_and_removed_as_json() {
-    let storage = memory_storage();
+async fn notes_are_added_listed_and_removed_as_json(place: &Place) {
+    let storage = place.open(StorageOptions::default());
     let notes = load(guests::NOTES).await;
     let ws = storage.workspace("team").unwrap();
     let call = |req: Value| {
@@ -392,9 +387,8 @@ async fn notes_are_added_listed_and_removed_as_json() {
     );
 }
 
-#[tokio::test]
-async fn listing_pages_through_many_keys_from_a_guest() {
-    let storage = memory_storage();
+async fn listing_pages_through_many_keys_from_a_guest(place: &Place) {
+    let storage = place.open(StorageOptions::default());
     let kvsh = load(guests::KVSH).await;
     let ws = storage.workspace("w").unwrap();
     let run = |args: &[&str]| {
@@ -431,9 +425,8 @@ async fn listing_pages_through_many_keys_from_a_guest() {
     assert_eq!(ws.usage().unwrap().keys, 251);
 }
 
-#[tokio::test]
-async fn concurrent_calls_across_workspaces_stay_apart() {
-    let storage = memory_storage();
+async fn concurrent_calls_across_workspaces_stay_apart(place: &Place) {
+    let storage = place.open(StorageOptions::default());
     let notes = load(guests::NOTES).await;
     let mut calls = Vec::new();
     for i in 0..24 {
@@ -462,3 +455,13 @@ async fn concurrent_calls_across_workspaces_stay_apart() {
         }
     }
 }
+
+cubby_host::conformance_tests!(
+    reopen async counter_persists_across_a_restart_of_the_host,
+    async the_same_plugin_in_two_workspaces_sees_only_its_own_data,
+    async hostile_keys_neither_reach_nor_alias_another_workspace,
+    async an_oversized_value_is_a_typed_error_and_nothing_is_written,
+    async notes_are_added_listed_and_removed_as_json,
+    async listing_pages_through_many_keys_from_a_guest,
+    async concurrent_calls_across_workspaces_stay_apart,
+);

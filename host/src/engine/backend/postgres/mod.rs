@@ -5,16 +5,16 @@
 //! - `read.rs`: reads, one statement (one snapshot) each;
 //! - `write.rs`: write requests and `clear`, one transaction each;
 //! - `sweep.rs`: removing expired entries;
-//! - this file: the connection pool, the bridge from blocking callers, and
-//!   retries.
+//! - `txn.rs`: a transaction in two round trips (pipelined statements);
+//! - this file: the connection pool, running requests, and retries.
 //!
 //! Threads and connections: the backend owns a small tokio runtime (two
-//! `cubby-postgres` threads) that runs a pool of at most
-//! [`PostgresOptions::pool_size`](crate::PostgresOptions) connections. A
-//! storage call hands its request to that runtime and blocks its own thread
-//! until the answer arrives; it needs no tokio runtime of the caller's.
-//! Calls beyond the pool size wait, without holding a thread of the pool's
-//! runtime, for a free connection.
+//! `cubby-postgres` threads) on which the pool's connections (at most
+//! [`PostgresOptions::pool_size`](crate::PostgresOptions)) do their network
+//! I/O. A storage call runs its request on its own thread, inside that
+//! runtime's context, blocking until the answer arrives; it needs no tokio
+//! runtime of the caller's and never occupies one of the pool's threads.
+//! Calls beyond the pool size wait for a free connection.
 //!
 //! Failures: serialization failures and deadlocks (SQLSTATE 40001, 40P01)
 //! are retried with a bound; a request whose connection is lost is retried
@@ -28,11 +28,13 @@ mod audit;
 mod read;
 mod schema;
 mod sweep;
+mod txn;
 mod write;
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
 use deadpool_postgres::tokio_postgres::{self, NoTls};
@@ -162,37 +164,43 @@ impl PostgresBackend {
         }
     }
 
-    /// Runs `future` on the backend's runtime and waits for it on this
-    /// thread; `None` if it took longer than the request deadline.
-    fn run<T: Send + 'static>(
-        &self,
-        future: impl Future<Output = T> + Send + 'static,
-    ) -> Option<T> {
+    /// Runs `future` to completion on this thread, inside the backend's
+    /// runtime (its timers, its connections); `None` if it took longer than
+    /// the request deadline.
+    fn run<T>(&self, future: impl Future<Output = T>) -> Option<T> {
         let runtime = self.runtime.as_ref()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let deadline = self.deadline;
-        runtime.spawn(async move {
-            if let Ok(out) = tokio::time::timeout(deadline, future).await {
-                let _ = tx.send(out);
-            }
-        });
-        rx.recv().ok()
+        let _context = runtime.enter();
+        block_on(tokio::time::timeout(self.deadline, future)).ok()
     }
 
     /// Runs one request, retrying as the module documentation says.
-    fn request<A, T>(&self, args: A, op: Op<A, T>) -> Result<T, StorageError>
-    where
-        A: Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        let pool = self.pool.clone();
-        self.run(async move { retrying(&pool, &args, op).await })
+    fn request<A, T>(&self, args: A, op: Op<A, T>) -> Result<T, StorageError> {
+        self.run(retrying(&self.pool, &args, op))
             .unwrap_or_else(|| {
                 Err(unavailable(format!(
                     "no answer from the database within {:?}",
                     self.deadline
                 )))
             })
+    }
+}
+
+/// Polls `future` on this thread until it is ready, parking in between.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
     }
 }
 
@@ -256,42 +264,74 @@ fn classify(e: &tokio_postgres::Error) -> Class {
 async fn retrying<A, T>(pool: &Pool, args: &A, op: Op<A, T>) -> Result<T, StorageError> {
     let (mut conflicts, mut losses) = (0, 0);
     loop {
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| StorageError::Unavailable(Arc::from(pool_error_source(e))))?;
-        let (e, committing) = match op(&mut client, args).await {
-            Ok(v) => return Ok(v),
-            Err(Failure::Refused(e)) => return Err(e),
+        let mut client =
+            Connection(Some(pool.get().await.map_err(|e| {
+                StorageError::Unavailable(Arc::from(pool_error_source(e)))
+            })?));
+        let outcome = match client.0.as_mut() {
+            Some(object) => op(object, args).await,
+            None => Err(Failure::Refused(StorageError::Closed)),
+        };
+        let (e, committing) = match outcome {
+            Ok(v) => return Ok(client.release(v)),
+            Err(Failure::Refused(e)) => return Err(client.release(e)),
             Err(Failure::Sql(e)) => (e, false),
             Err(Failure::Commit(e)) => (e, true),
         };
         match classify(&e) {
             Class::Conflict if conflicts + 1 < MAX_CONFLICT_ATTEMPTS => {
+                client.release(());
                 conflicts += 1;
                 tracing::debug!(error = %cause_chain(&e), conflicts, "retrying a transaction");
                 tokio::time::sleep(backoff(conflicts)).await;
             }
             Class::Conflict => {
+                client.release(());
                 return Err(unavailable(format!(
                     "gave up after {MAX_CONFLICT_ATTEMPTS} serialization failures: {}",
                     cause_chain(&e)
                 )));
             }
             Class::Lost => {
-                // Never hand this connection out again.
-                drop(Object::take(client));
+                // Dropped without release: never handed out again.
+                drop(client);
                 if committing || losses + 1 >= MAX_CONNECTION_ATTEMPTS {
                     tracing::warn!(error = %cause_chain(&e), committing, "lost the database");
                     return Err(StorageError::Unavailable(Arc::new(e)));
                 }
                 losses += 1;
             }
-            Class::Slow => return Err(StorageError::Unavailable(Arc::new(e))),
+            Class::Slow => {
+                client.release(());
+                return Err(StorageError::Unavailable(Arc::new(e)));
+            }
             Class::Other => {
+                client.release(());
                 tracing::error!(error = %cause_chain(&e), "database error");
                 return Err(StorageError::Backend(Arc::new(e)));
             }
+        }
+    }
+}
+
+/// A pooled connection that goes back to the pool only when released: one
+/// dropped in the middle of a request (its connection lost, or the request
+/// abandoned at its deadline, perhaps inside a transaction) is closed
+/// instead.
+struct Connection(Option<Object>);
+
+impl Connection {
+    /// Returns the connection to the pool; passes `value` through.
+    fn release<T>(mut self, value: T) -> T {
+        drop(self.0.take());
+        value
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
         }
     }
 }

@@ -3,53 +3,54 @@
 //! that holds its workspace's lock, so sweepers in several processes (and
 //! writers) never remove the same entry twice or miscount its usage.
 
-use deadpool_postgres::{Object, Transaction};
+use deadpool_postgres::Object;
+use futures_util::future::join;
 
 use super::read::{col, text};
-use super::write::{account, lock};
+use super::txn::{LOCK, Writes, begin, finish, rollback};
 use super::{BoxFuture, Failure, from_db, to_db};
-use crate::engine::accounting::UsageChange;
 
-/// Deletes up to `limit` entries of a workspace (whose row is locked)
-/// expired at `now_ms`; returns how many, and their usage.
-pub(super) async fn delete_expired(
-    txn: &Transaction<'_>,
+/// Up to `$3` entries of workspace `$1` expired at `$2`, oldest first, with
+/// what they account for.
+const EXPIRED: &str = "
+    SELECT namespace, key, (length(key) + length(value))::BIGINT FROM cubby_entries
+    WHERE workspace = $1 AND expires_at <= $2
+    ORDER BY expires_at LIMIT $3";
+
+/// The workspaces holding the (up to) `$2` oldest entries expired at `$1`.
+const DUE: &str = "
+    SELECT DISTINCT workspace FROM (
+        SELECT workspace FROM cubby_entries WHERE expires_at <= $1
+        ORDER BY expires_at LIMIT $2) AS due
+    ORDER BY workspace";
+
+/// An expired entry: namespace, key, and the bytes it accounts for.
+pub(super) type Expired = (String, String, u64);
+
+fn decode(rows: &[deadpool_postgres::tokio_postgres::Row]) -> Result<Vec<Expired>, Failure> {
+    rows.iter()
+        .map(|r| Ok((text(col(r, 0)?)?, text(col(r, 1)?)?, from_db(col(r, 2)?))))
+        .collect()
+}
+
+/// Up to `limit` entries of a workspace expired at `now_ms`, read inside
+/// the caller's transaction.
+pub(super) async fn expired_rows(
+    c: &Object,
     ws: &[u8],
     now_ms: u64,
     limit: i64,
-) -> Result<(u64, UsageChange), Failure> {
-    let stmt = txn
-        .prepare_cached(
-            "DELETE FROM cubby_entries
-             WHERE (workspace, namespace, key) IN (
-                 SELECT workspace, namespace, key FROM cubby_entries
-                 WHERE workspace = $1 AND expires_at <= $2
-                 ORDER BY expires_at LIMIT $3)
-             RETURNING namespace, (length(key) + length(value))::BIGINT",
-        )
-        .await?;
-    let mut change = UsageChange::default();
-    let rows = txn.query(&stmt, &[&ws, &to_db(now_ms), &limit]).await?;
-    for r in &rows {
-        change.remove(&text(col(r, 0)?)?, from_db(col(r, 1)?));
-    }
-    Ok((rows.len() as u64, change))
+) -> Result<Vec<Expired>, Failure> {
+    let stmt = c.prepare_cached(EXPIRED).await?;
+    decode(&c.query(&stmt, &[&ws, &to_db(now_ms), &limit]).await?)
 }
 
-/// The workspaces holding the (up to) `budget` oldest expired entries.
 pub(super) fn due_workspaces<'a>(
     c: &'a mut Object,
     (budget, now_ms): &'a (usize, u64),
 ) -> BoxFuture<'a, Result<Vec<String>, Failure>> {
     Box::pin(async move {
-        let stmt = c
-            .prepare_cached(
-                "SELECT DISTINCT workspace FROM (
-                     SELECT workspace FROM cubby_entries WHERE expires_at <= $1
-                     ORDER BY expires_at LIMIT $2) AS due
-                 ORDER BY workspace",
-            )
-            .await?;
+        let stmt = c.prepare_cached(DUE).await?;
         let rows = c
             .query(&stmt, &[&to_db(*now_ms), &(*budget as i64)])
             .await?;
@@ -71,15 +72,25 @@ pub(super) fn sweep_workspace<'a>(
 ) -> BoxFuture<'a, Result<u64, Failure>> {
     Box::pin(async move {
         let ws = a.ws.as_bytes();
-        let txn = c.transaction().await?;
-        if lock(&txn, ws).await?.is_none() {
+        let (lock, expired) = join(c.prepare_cached(LOCK), c.prepare_cached(EXPIRED)).await;
+        let (lock, expired) = (lock?, expired?);
+        let (locked, due) = begin(
+            c,
+            c.query_opt(&lock, &[&ws]),
+            c.query(&expired, &[&ws, &to_db(a.now_ms), &(a.budget as i64)]),
+        )
+        .await?;
+        let due = decode(&due)?;
+        if locked.is_none() || due.is_empty() {
+            rollback(c).await;
             return Ok(0);
         }
-        let (removed, change) = delete_expired(&txn, ws, a.now_ms, a.budget as i64).await?;
-        if removed > 0 {
-            account(&txn, ws, &change, None).await?;
-            txn.commit().await.map_err(Failure::Commit)?;
+        let mut writes = Writes::default();
+        for (ns, key, bytes) in &due {
+            writes.delete.push((ns, key));
+            writes.usage.remove(ns, *bytes);
         }
-        Ok(removed)
+        finish(c, ws, &writes).await?;
+        Ok(due.len() as u64)
     })
 }
