@@ -448,7 +448,10 @@ fn runtime(opts: &PluginArgs, inherit_stdin: bool) -> Result<Runtime> {
         .inherit_stdin(inherit_stdin);
     if !opts.no_cache {
         let dir = match &opts.cache_dir {
-            Some(dir) => dir.clone(),
+            // wasmtime wants an absolute path; a relative one is meant
+            // relative to the working directory.
+            Some(dir) => std::path::absolute(dir)
+                .with_context(|| format!("cannot use {} as the cache folder", dir.display()))?,
             None => Runtime::default_cache_dir().context(NO_HOME)?,
         };
         builder = builder.cache_dir(dir);

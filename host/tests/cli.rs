@@ -1,4 +1,5 @@
-//! End-to-end tests of the `cubby` binary, as an operator uses it.
+//! End-to-end tests of the `cubby` binary, as an operator uses it. The
+//! tests of data run on a redb file and on PostgreSQL (listed at the end).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -6,26 +7,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cubby_artifacts as guests;
+use cubby_host::testing::Place;
 
 struct Env {
     dir: tempfile::TempDir,
+    /// What `--db` names: a redb file, or a PostgreSQL URL.
+    db: String,
 }
 
 impl Env {
+    /// A redb file in a folder of its own.
     fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("data/cubby.redb").display().to_string();
+        Self { dir, db }
+    }
+
+    /// The database of a conformance test's place.
+    fn on(place: &Place) -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            db: place.db_arg(),
         }
     }
 
+    /// The redb file (for tests of redb files).
     fn db(&self) -> PathBuf {
-        self.dir.path().join("data/cubby.redb")
+        PathBuf::from(&self.db)
     }
 
-    /// `cubby --db <temp db> ARGS…`
+    /// `cubby --db <the test's database> ARGS…`
     fn cubby(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cubby"));
-        cmd.arg("--db").arg(self.db());
+        cmd.arg("--db").arg(&self.db);
         self.run(cmd, args)
     }
 
@@ -34,14 +48,26 @@ impl Env {
         self.run(Command::new(env!("CARGO_BIN_EXE_cubby")), args)
     }
 
+    /// `cubby --db <the test's database> ARGS…`, to start.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cubby"));
+        cmd.arg("--db").arg(&self.db);
+        self.prepare(&mut cmd, args);
+        cmd
+    }
+
     fn run(&self, mut cmd: Command, args: &[&str]) -> Output {
+        self.prepare(&mut cmd, args);
+        cmd.output().unwrap()
+    }
+
+    fn prepare(&self, cmd: &mut Command, args: &[&str]) {
         cmd.args(args)
             .env("CUBBY_CACHE_DIR", guests::CACHE_DIR)
             .env_remove("CUBBY_DB")
             .env("HOME", self.dir.path().join("home"))
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"));
-        cmd.output().unwrap()
     }
 }
 
@@ -76,9 +102,8 @@ fn one_line_error(out: Output) -> String {
     errors[0].to_string()
 }
 
-#[test]
-fn counter_counts_per_workspace_and_in_memory_starts_afresh() {
-    let env = Env::new();
+fn counter_counts_per_workspace_and_in_memory_starts_afresh(place: &Place) {
+    let env = Env::on(place);
     let run = |args: &[&str]| ok(env.cubby(args));
     assert_eq!(run(&["run", guests::COUNTER, "--workspace", "a"]), "1\n");
     assert_eq!(run(&["run", guests::COUNTER, "--workspace", "a"]), "2\n");
@@ -110,9 +135,8 @@ fn the_default_database_lives_in_the_user_data_folder() {
     assert!(help.contains("~/.local/share/cubby"), "{help}");
 }
 
-#[test]
-fn notes_and_kv_inspection() {
-    let env = Env::new();
+fn notes_and_kv_inspection(place: &Place) {
+    let env = Env::on(place);
     let call =
         |ws: &str, input: &str| ok(env.cubby(&["call", guests::NOTES, "-w", ws, "--input", input]));
     assert_eq!(
@@ -271,9 +295,8 @@ fn usage_mistakes_are_explained_by_clap() {
     assert!(!Path::new("x.redb").exists());
 }
 
-#[test]
-fn namespaces_expiry_quotas_usage_and_prune_from_the_command_line() {
-    let env = Env::new();
+fn namespaces_expiry_quotas_usage_and_prune_from_the_command_line(place: &Place) {
+    let env = Env::on(place);
     ok(env.cubby(&["kv", "set", "-w", "a", "k", "v"]));
     ok(env.cubby(&["kv", "set", "-w", "a", "-n", "sessions", "k", "in sessions"]));
     ok(env.cubby(&[
@@ -328,3 +351,100 @@ fn namespaces_expiry_quotas_usage_and_prune_from_the_command_line() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("try e.g. 500ms, 30s"));
 }
+
+/// Four host processes at once, each running the counter plugin 250 times
+/// against one PostgreSQL database: no increment is lost.
+#[test]
+fn four_hosts_running_the_counter_250_times_each_count_to_exactly_1000() {
+    let Some(place) = Place::postgres() else {
+        return;
+    };
+    let env = Env::on(&place);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..250 {
+                    ok(env.cubby(&["run", guests::COUNTER, "-w", "a"]));
+                }
+            });
+        }
+    });
+    assert_eq!(ok(env.cubby(&["kv", "get", "-w", "a", "counter"])), "1000");
+}
+
+/// With PostgreSQL an operator inspects the data of a host process that is
+/// running and writing (a redb file would be locked: see
+/// `a_database_locked_by_another_process_is_a_clear_error`).
+#[test]
+fn kv_works_while_a_host_process_writes_to_the_same_database() {
+    let Some(place) = Place::postgres() else {
+        return;
+    };
+    let env = Env::on(&place);
+    let busy = r#"{"op":"incr-loop","key":"hits","n":100000000}"#;
+    let mut host = env
+        .command(&[
+            "call",
+            guests::PROBE,
+            "-w",
+            "a",
+            "--timeout",
+            "120s",
+            "-i",
+            busy,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let hits = || {
+        let out = env.cubby(&["kv", "get", "-w", "a", "hits"]);
+        out.status
+            .success()
+            .then(|| stdout(&out).parse::<u64>().unwrap())
+    };
+    // Bounded waits for the other process, not timing assertions.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let first = loop {
+        if let Some(n) = hits() {
+            break n;
+        }
+        assert!(std::time::Instant::now() < deadline, "the host never wrote");
+    };
+    assert_eq!(ok(env.cubby(&["kv", "list", "-w", "a"])), "hits\n");
+    assert!(ok(env.cubby(&["workspaces"])).contains("\na\t1\t"));
+    // Each read sees what the running host has acknowledged since.
+    while hits().is_none_or(|n| n <= first) {
+        assert!(std::time::Instant::now() < deadline, "no new write seen");
+    }
+    assert!(
+        host.try_wait().unwrap().is_none(),
+        "the host is still running"
+    );
+    host.kill().unwrap();
+    host.wait().unwrap();
+}
+
+#[test]
+fn database_urls_that_cannot_be_used_are_one_line_errors() {
+    let env = Env::new();
+    let kv = |db: &str| one_line_error(env.cubby_bare(&["--db", db, "kv", "list", "-w", "a"]));
+    // Port 1: nothing listens there.
+    let e = kv("postgres://ada:s3cret@127.0.0.1:1/cubby");
+    assert!(
+        e.contains("cannot connect to the database server at 127.0.0.1:1/cubby"),
+        "{e}"
+    );
+    assert!(e.contains("Connection refused"), "{e}");
+    let e = kv("postgresql://ada:s3cret@localhost:port/cubby");
+    assert!(e.starts_with("error: invalid database URL"), "{e}");
+    for e in [kv("postgres://ada:s3cret@127.0.0.1:1/cubby"), e] {
+        assert!(!e.contains("s3cret"), "the password leaked: {e}");
+    }
+}
+
+cubby_host::conformance_tests!(
+    reopen counter_counts_per_workspace_and_in_memory_starts_afresh,
+    reopen notes_and_kv_inspection,
+    reopen namespaces_expiry_quotas_usage_and_prune_from_the_command_line,
+);

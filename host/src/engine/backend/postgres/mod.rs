@@ -16,6 +16,11 @@
 //! runtime of the caller's and never occupies one of the pool's threads.
 //! Calls beyond the pool size wait for a free connection.
 //!
+//! Writes to one workspace are serialised by the database (its row lock);
+//! within one process they also queue in memory, one in flight per
+//! workspace, so that writers waiting for a busy workspace never hold
+//! pooled connections that reads and other workspaces need.
+//!
 //! Failures: serialization failures and deadlocks (SQLSTATE 40001, 40P01)
 //! are retried with a bound; a request whose connection is lost is retried
 //! on a fresh connection unless its commit had been sent (then its outcome
@@ -31,9 +36,10 @@ mod sweep;
 mod txn;
 mod write;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
@@ -60,6 +66,30 @@ pub(crate) struct PostgresBackend {
     location: String,
     /// The longest one request may take, waiting for a connection included.
     deadline: Duration,
+    gates: Gates,
+}
+
+/// One in-process queue per workspace with writes in flight.
+#[derive(Default)]
+struct Gates {
+    open: std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl Gates {
+    /// The queue for workspace `ws` (shared by every write to it now).
+    fn of(&self, ws: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(gate) = open.get(ws).and_then(Weak::upgrade) {
+            return gate;
+        }
+        // Forget idle workspaces' queues once they pile up.
+        if open.len() >= 1024 {
+            open.retain(|_, gate| gate.strong_count() > 0);
+        }
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        open.insert(ws.to_owned(), Arc::downgrade(&gate));
+        gate
+    }
 }
 
 impl Drop for PostgresBackend {
@@ -133,6 +163,7 @@ impl PostgresBackend {
             pool,
             location: location.clone(),
             deadline: pg.statement_timeout * 2 + pg.connect_timeout,
+            gates: Gates::default(),
         };
 
         let pool = backend.pool.clone();
@@ -174,14 +205,26 @@ impl PostgresBackend {
     }
 
     /// Runs one request, retrying as the module documentation says.
-    fn request<A, T>(&self, args: A, op: Op<A, T>) -> Result<T, StorageError> {
-        self.run(retrying(&self.pool, &args, op))
-            .unwrap_or_else(|| {
-                Err(unavailable(format!(
-                    "no answer from the database within {:?}",
-                    self.deadline
-                )))
-            })
+    fn request<A, T>(&self, args: &A, op: Op<A, T>) -> Result<T, StorageError> {
+        self.deliver(self.run(retrying(&self.pool, args, op)))
+    }
+
+    /// Runs one write request on workspace `ws`, in its turn.
+    fn write_request<A, T>(&self, ws: &str, args: &A, op: Op<A, T>) -> Result<T, StorageError> {
+        let gate = self.gates.of(ws);
+        self.deliver(self.run(async {
+            let _turn = gate.lock().await;
+            retrying(&self.pool, args, op).await
+        }))
+    }
+
+    fn deliver<T>(&self, answer: Option<Result<T, StorageError>>) -> Result<T, StorageError> {
+        answer.unwrap_or_else(|| {
+            Err(unavailable(format!(
+                "no answer from the database within {:?}",
+                self.deadline
+            )))
+        })
     }
 }
 
@@ -402,7 +445,7 @@ impl Backend for PostgresBackend {
 
     fn get(&self, ws: &str, ns: &str, key: &str, now_ms: u64) -> Result<Option<Row>, StorageError> {
         let keys = vec![key.to_owned()];
-        let mut rows = self.request(read::Keys::new(ws, ns, keys, now_ms), read::get_many)?;
+        let mut rows = self.request(&read::Keys::new(ws, ns, keys, now_ms), read::get_many)?;
         Ok(rows.pop().flatten())
     }
 
@@ -414,7 +457,7 @@ impl Backend for PostgresBackend {
         now_ms: u64,
     ) -> Result<Vec<Option<Row>>, StorageError> {
         let keys = keys.iter().map(|k| (*k).to_owned()).collect();
-        self.request(read::Keys::new(ws, ns, keys, now_ms), read::get_many)
+        self.request(&read::Keys::new(ws, ns, keys, now_ms), read::get_many)
     }
 
     fn list_keys(
@@ -434,7 +477,7 @@ impl Backend for PostgresBackend {
             limit,
             now_ms,
         };
-        self.request(args, read::list_keys)
+        self.request(&args, read::list_keys)
     }
 
     fn list_namespaces(
@@ -452,7 +495,7 @@ impl Backend for PostgresBackend {
             limit,
             now_ms,
         };
-        self.request(args, read::list_namespaces)
+        self.request(&args, read::list_namespaces)
     }
 
     fn usage(&self, ws: &str, ns: Option<&str>, now_ms: u64) -> Result<Usage, StorageError> {
@@ -461,15 +504,18 @@ impl Backend for PostgresBackend {
             ns: ns.map(Into::into),
             now_ms,
         };
-        self.request(args, read::usage)
+        self.request(&args, read::usage)
     }
 
     fn workspaces(&self, now_ms: u64) -> Result<Vec<(String, Usage)>, StorageError> {
-        self.request(now_ms, read::workspaces)
+        self.request(&now_ms, read::workspaces)
     }
 
     fn write(&self, request: WriteRequest) -> Result<Vec<Outcome>, StorageError> {
-        self.request(request, write::write)
+        if request.ops.iter().any(|op| op.condition.is_some()) {
+            self.request(&request, write::precheck)?;
+        }
+        self.write_request(&request.workspace, &request, write::write)
     }
 
     fn clear(
@@ -485,7 +531,7 @@ impl Backend for PostgresBackend {
             budget,
             now_ms,
         };
-        self.request(args, write::clear)
+        self.write_request(ws, &args, write::clear)
     }
 
     fn sweep(
@@ -496,21 +542,19 @@ impl Backend for PostgresBackend {
     ) -> Result<SweepPass, StorageError> {
         // Expired entries are found oldest first through an index, so a pass
         // needs no resume point: the next one starts where they are.
-        let due = self.request((budget, now_ms), sweep::due_workspaces)?;
+        let due = self.request(&(budget, now_ms), sweep::due_workspaces)?;
         let mut pass = SweepPass::default();
         for ws in due {
             let left = budget.saturating_sub(pass.removed as usize);
             if left == 0 {
                 break;
             }
-            pass.removed += self.request(
-                sweep::SweepStep {
-                    ws,
-                    budget: left,
-                    now_ms,
-                },
-                sweep::sweep_workspace,
-            )?;
+            let step = sweep::SweepStep {
+                ws,
+                budget: left,
+                now_ms,
+            };
+            pass.removed += self.write_request(&step.ws, &step, sweep::sweep_workspace)?;
         }
         if pass.removed as usize >= budget {
             pass.resume = Some(String::new());
@@ -520,6 +564,6 @@ impl Backend for PostgresBackend {
 
     #[cfg(any(test, feature = "testing"))]
     fn audit(&self, ws: &str, now_ms: u64) -> Result<super::Audit, StorageError> {
-        self.request((ws.to_owned(), now_ms), audit::audit)
+        self.request(&(ws.to_owned(), now_ms), audit::audit)
     }
 }

@@ -9,9 +9,9 @@
 //! entries, namespace usage and the workspace row written.
 //!
 //! A request with conditions is first staged against a snapshot, without
-//! the lock: a condition that fails there fails as of that snapshot (a
-//! consistent, committed state), and the request ends without queueing for
-//! the lock. That keeps racing compare-and-swaps cheap.
+//! any lock ([`precheck`]): a condition that fails there fails as of that
+//! snapshot (a consistent, committed state), and the request ends without
+//! queueing for the workspace. That keeps racing compare-and-swaps cheap.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,27 +83,46 @@ fn usage_change(changes: &Changes, stored: &BTreeMap<Slot, Row>) -> UsageChange 
     change
 }
 
+/// Stages a request with conditions against a snapshot, without any lock:
+/// a condition that fails there fails as of that snapshot, and the request
+/// ends without queueing for the workspace.
+pub(super) fn precheck<'a>(
+    c: &'a mut Object,
+    request: &'a WriteRequest,
+) -> BoxFuture<'a, Result<(), Failure>> {
+    Box::pin(async move {
+        let (names, keys) = slots(request);
+        let touched = c.prepare_cached(TOUCHED).await?;
+        let ws = request.workspace.as_bytes();
+        let snapshot = touched_rows(&c.query(&touched, &[&ws, &names, &keys]).await?)?;
+        stage_on(request, &snapshot, &mut 0)?;
+        Ok(())
+    })
+}
+
+/// The (namespace, key) pairs a request touches, as two parallel arrays.
+fn slots(request: &WriteRequest) -> (Vec<&[u8]>, Vec<&[u8]>) {
+    let slots: BTreeSet<(&str, &str)> = request
+        .ops
+        .iter()
+        .map(|op| (op.namespace.as_str(), op.key.as_str()))
+        .collect();
+    slots
+        .iter()
+        .map(|(ns, key)| (ns.as_bytes(), key.as_bytes()))
+        .unzip()
+}
+
 pub(super) fn write<'a>(
     c: &'a mut Object,
     request: &'a WriteRequest,
 ) -> BoxFuture<'a, Result<Vec<Outcome>, Failure>> {
     Box::pin(async move {
         let ws = request.workspace.as_bytes();
-        let slots: BTreeSet<(&str, &str)> = request
-            .ops
-            .iter()
-            .map(|op| (op.namespace.as_str(), op.key.as_str()))
-            .collect();
-        let names: Vec<&[u8]> = slots.iter().map(|(ns, _)| ns.as_bytes()).collect();
-        let keys: Vec<&[u8]> = slots.iter().map(|(_, key)| key.as_bytes()).collect();
+        let (names, keys) = slots(request);
         let (lock, touched) =
             join(c.prepare_cached(LOCK_OR_CREATE), c.prepare_cached(TOUCHED)).await;
         let (lock, touched) = (lock?, touched?);
-
-        if request.ops.iter().any(|op| op.condition.is_some()) {
-            let snapshot = touched_rows(&c.query(&touched, &[&ws, &names, &keys]).await?)?;
-            stage_on(request, &snapshot, &mut 0)?;
-        }
 
         let (locked, rows) = begin(
             c,
