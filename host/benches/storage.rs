@@ -1,5 +1,7 @@
 //! Benchmarks of the storage path, each against a raw-redb baseline measured
-//! in the same run on the same machine. Prints a table.
+//! in the same run on the same machine, and (when `CUBBY_TEST_POSTGRES_URL`
+//! names a server) the PostgreSQL backend against the redb row of the same
+//! operation. Prints a table.
 //!
 //! ```sh
 //! cargo bench -p cubby-host --bench storage
@@ -9,7 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use cubby_host::{Runtime, Storage, StorageOptions};
+use cubby_host::testing::Place;
+use cubby_host::{Runtime, Storage, StorageOptions, Workspace};
 use redb::{ReadableDatabase, TableDefinition};
 
 const ROUNDS: usize = 5;
@@ -18,6 +21,8 @@ const CALLS: u32 = 400;
 const WRITES: u32 = 100;
 const WRITERS: u32 = 32;
 const WRITES_EACH: u32 = 20;
+/// Gets per round on PostgreSQL, where one costs a network round trip.
+const PG_GETS: u32 = 2_000;
 const RAW: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("raw");
 
 struct Row {
@@ -189,13 +194,66 @@ async fn main() {
         });
         group.push(start.elapsed() / (WRITERS * WRITES_EACH));
     }
+    let redb_group = median(group);
     rows.push(Row {
         name: "Workspace::set durable, 32 threads (group commit)",
-        per_op: median(group),
+        per_op: redb_group,
         baseline: Some(base),
     });
 
+    match Place::postgres() {
+        Some(place) => postgres_rows(&place, &storage, &mut rows, redb_group),
+        None => println!("(no PostgreSQL server: its rows are left out)"),
+    }
     print_table(&rows);
+}
+
+/// The PostgreSQL backend, each row against the redb row of the same
+/// operation, measured in alternating rounds.
+fn postgres_rows(place: &Place, redb: &Storage, rows: &mut Vec<Row>, redb_group: Duration) {
+    let value = [7u8; 100];
+    let pg = place.open(StorageOptions::default());
+    let (redb_ws, pg_ws) = (redb.workspace("w").unwrap(), pg.workspace("w").unwrap());
+    pg_ws.set("key", value).unwrap();
+    let get = |ws: &Workspace, n| timed(n, || drop(std::hint::black_box(ws.get("key").unwrap())));
+    let (redb_get, pg_get) = versus(ROUNDS, || get(&redb_ws, GETS), || get(&pg_ws, PG_GETS));
+    rows.push(Row {
+        name: "PostgreSQL Workspace::get [vs redb Workspace::get]",
+        per_op: pg_get,
+        baseline: Some(redb_get),
+    });
+    let set = |ws: &Workspace| {
+        timed(WRITES, || {
+            ws.set(&format!("k{}", fastish_id()), value).unwrap();
+        })
+    };
+    let (redb_set, pg_set) = versus(3, || set(&redb_ws), || set(&pg_ws));
+    rows.push(Row {
+        name: "PostgreSQL Workspace::set durable, 1 thread [vs redb, same]",
+        per_op: pg_set,
+        baseline: Some(redb_set),
+    });
+    let mut group = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for t in 0..WRITERS {
+                let ws = pg.workspace(&format!("w{t}")).unwrap();
+                let value = &value;
+                s.spawn(move || {
+                    for _ in 0..WRITES_EACH {
+                        ws.set(&format!("k{}", fastish_id()), value).unwrap();
+                    }
+                });
+            }
+        });
+        group.push(start.elapsed() / (WRITERS * WRITES_EACH));
+    }
+    rows.push(Row {
+        name: "PostgreSQL Workspace::set durable, 32 threads [vs redb, same]",
+        per_op: median(group),
+        baseline: Some(redb_group),
+    });
 }
 
 /// A fresh number for a fresh key on every write.

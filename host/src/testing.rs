@@ -230,7 +230,7 @@ pub fn sql(server: &str, statement: &str) {
 /// as `reopen name` (tests that open the same database again). `async`
 /// names become tokio tests with 4 worker threads.
 ///
-/// ```ignore
+/// ```text
 /// fn set_and_get(place: &Place) { /* … */ }
 /// async fn through_a_plugin(place: &Place) { /* … */ }
 /// conformance_tests!(set_and_get, reopen survives_restart, async through_a_plugin);

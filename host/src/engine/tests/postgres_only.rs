@@ -258,3 +258,36 @@ fn the_location_never_shows_the_password() {
     let err = storage.workspace("w").unwrap().get("").unwrap_err();
     assert!(matches!(err, StorageError::InvalidKey(_)));
 }
+
+/// The storage API blocks, but an embedder may still call it from async
+/// code (blocking that task's thread): it must then work, however many
+/// calls in a row. The test thread watches from outside the runtime, so a
+/// spinning call fails the test instead of hanging it.
+#[test]
+fn storage_calls_work_from_inside_async_code() {
+    let Some(place) = Place::postgres() else {
+        return;
+    };
+    let storage = open(&place);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let total = runtime.block_on(async move {
+            let ws = storage.workspace("w").unwrap();
+            for i in 0..300 {
+                ws.set(&format!("k{i}"), b"v").unwrap();
+                assert!(ws.exists(&format!("k{i}")).unwrap());
+            }
+            ws.usage().unwrap().keys
+        });
+        let _ = done.send(total);
+    });
+    let total = finished
+        .recv_timeout(Duration::from_secs(120))
+        .expect("storage calls inside async code never finished");
+    assert_eq!(total, 300);
+}

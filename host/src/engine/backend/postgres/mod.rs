@@ -201,7 +201,11 @@ impl PostgresBackend {
     fn run<T>(&self, future: impl Future<Output = T>) -> Option<T> {
         let runtime = self.runtime.as_ref()?;
         let _context = runtime.enter();
-        block_on(tokio::time::timeout(self.deadline, future)).ok()
+        // Unconstrained: called from async code, tokio's cooperative budget
+        // would otherwise run out and make its resources return `Pending`
+        // for ever (they expect their task to yield, which this never does).
+        let future = tokio::task::unconstrained(tokio::time::timeout(self.deadline, future));
+        block_on(future).ok()
     }
 
     /// Runs one request, retrying as the module documentation says.
