@@ -4,7 +4,11 @@
 //! key-value storage, scoped per **workspace**.
 //!
 //! Layers, each knowing only the one below it:
-//! 1. the storage engine ([`Storage`], [`Workspace`]): a redb database, no wasm;
+//! 1. the storage engine ([`Storage`], [`Workspace`]), no wasm: a front that
+//!    validates and gives every operation its meaning, over a backend that
+//!    keeps the data, an embedded redb file ([`Storage::open`]) or a
+//!    PostgreSQL-protocol database shared by many processes
+//!    ([`Storage::connect`]);
 //! 2. the glue ([`StorageCtx`], [`add_to_linker`]): the `cubby:storage`
 //!    imports bound to one workspace;
 //! 3. the runtime ([`Runtime`], [`Plugin`]): components compiled once, each

@@ -20,8 +20,8 @@ pub enum OpenError {
     /// Another process (or another `Storage` in this one) has the file open.
     #[error(
         "database {path} is in use by another process (a redb file can be opened by one process \
-         at a time; to share data between processes, use a PostgreSQL database: \
-         --db postgres://USER@HOST/DB)"
+         at a time; to share data between processes, keep it in PostgreSQL instead: a \
+         postgres://USER@HOST/DB URL)"
     )]
     Locked {
         /// The database file.

@@ -93,6 +93,9 @@ pub struct PostgresOptions {
     /// Longest time one SQL statement may run on the server (default 30 s),
     /// and longest time a call waits for a free connection; past either, the
     /// call fails with [`StorageError::Unavailable`](crate::StorageError::Unavailable).
+    /// A call that has no answer after twice this plus
+    /// [`connect_timeout`](Self::connect_timeout) (retries included) fails
+    /// the same way, whatever the network does.
     pub statement_timeout: Duration,
     /// Longest time to establish a connection (default 5 s), unless the URL
     /// sets `connect_timeout`.
