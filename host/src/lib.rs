@@ -33,8 +33,6 @@
 #![deny(missing_docs)]
 
 mod bindings;
-#[doc(hidden)]
-pub mod cli;
 mod context;
 mod engine;
 mod runtime;
@@ -52,9 +50,3 @@ pub use engine::{
 pub use runtime::{
     CallError, LoadError, Output, Plugin, RunOutput, Runtime, RuntimeBuilder, RuntimeError,
 };
-
-/// The per-user folders Cubby uses by default (data: the database; cache:
-/// compiled plugins). `None` when the platform has no home folder.
-fn project_dirs() -> Option<directories::ProjectDirs> {
-    directories::ProjectDirs::from("", "", "cubby")
-}

@@ -164,13 +164,6 @@ impl Runtime {
     /// The default linear-memory limit of one instance, in bytes.
     pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
 
-    /// The default folder for the compilation cache: the per-user cache folder
-    /// (`$XDG_CACHE_HOME/cubby` or `~/.cache/cubby` on Linux). `None` when the
-    /// platform has no home folder.
-    pub fn default_cache_dir() -> Option<PathBuf> {
-        crate::project_dirs().map(|d| d.cache_dir().to_path_buf())
-    }
-
     /// A builder with the default limits.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {

@@ -7,8 +7,8 @@
 //! # Front and backends
 //! The **front** is the same for every database:
 //! - `storage.rs`: the [`Storage`] handle, quotas, [`Storage::prune`];
-//! - `workspace.rs`: [`Workspace`] and [`Namespace`], lowering each public
-//!   operation to one backend call;
+//! - `workspace.rs`, `namespace.rs`: [`Workspace`] and [`Namespace`],
+//!   lowering each public operation to one backend call;
 //! - `rules.rs`: what callers may pass (ids, names, keys, values, batch
 //!   sizes, time-to-live) and the cursor encoding;
 //! - `stage.rs`: what a write request means (conditions, counters, expiry,
@@ -27,6 +27,7 @@ mod backend;
 mod clock;
 pub(crate) mod error;
 mod limits;
+mod namespace;
 mod options;
 mod rules;
 mod stage;
@@ -40,6 +41,7 @@ pub use backend::Audit;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, OpenError, StorageError};
 pub use limits::Limits;
+pub use namespace::{Keys, Namespace};
 pub use options::{Durability, PostgresOptions, StorageOptions};
 pub use rules::MAX_NAMESPACE_BYTES;
 pub use storage::Storage;
@@ -47,7 +49,7 @@ pub use types::{
     Action, Cleared, Condition, Entry, KeyPage, Op, Outcome, PruneReport, Quota, Usage,
     WriteOptions,
 };
-pub use workspace::{Keys, Namespace, Workspace};
+pub use workspace::Workspace;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! [`Storage`]: the handle on one database, whichever backend holds it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::backend::Backend;
@@ -96,14 +96,6 @@ impl Storage {
     pub fn connect(url: &str, options: StorageOptions) -> Result<Self, OpenError> {
         let backend = PostgresBackend::connect(url, &options)?;
         Self::start(Arc::new(backend), options)
-    }
-
-    /// The default database file: `cubby.redb` in the per-user data folder
-    /// (`$XDG_DATA_HOME/cubby` or `~/.local/share/cubby` on Linux,
-    /// `~/Library/Application Support/cubby` on macOS, `%APPDATA%\cubby\data`
-    /// on Windows). `None` when the platform has no home folder.
-    pub fn default_path() -> Option<PathBuf> {
-        crate::project_dirs().map(|d| d.data_dir().join("cubby.redb"))
     }
 
     fn start(backend: Arc<dyn Backend>, options: StorageOptions) -> Result<Self, OpenError> {

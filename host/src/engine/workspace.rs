@@ -1,22 +1,22 @@
-//! [`Workspace`] and [`Namespace`]: the handles through which one tenant's
-//! data is read and written.
+//! [`Workspace`]: the handle through which one tenant's data is reached.
 
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backend::{Backend, Page, WriteRequest};
+use super::namespace::key_page;
 use super::{
-    Action, Cleared, Condition, Entry, KeyPage, Op, Outcome, Quota, Storage, StorageError, Usage,
+    Condition, Entry, KeyPage, Keys, Namespace, Op, Outcome, Quota, Storage, StorageError, Usage,
     WriteOptions, rules,
 };
 
 /// One workspace's data: the only way to reach stored entries.
 ///
 /// Every operation is confined to this workspace; no key, prefix, namespace
-/// or cursor can reach outside it. A workspace has a default space, which the
-/// workspace itself reads and writes (it dereferences to that [`Namespace`]),
-/// and any number of named namespaces ([`Workspace::namespace`]).
+/// or cursor can reach outside it. A workspace has a default space and any
+/// number of named namespaces ([`Workspace::namespace`]). The key-value
+/// methods here (`get`, `set`, …) act on the default space; the same
+/// methods on a [`Namespace`] act on that namespace. [`Workspace::usage`]
+/// and [`Workspace::clear_all`] are about the whole workspace.
 ///
 /// Reads never wait for writers. Writes block until they are committed (and,
 /// with [`Durability::Durable`](crate::Durability), on disk).
@@ -29,7 +29,9 @@ use super::{
 /// let sessions = ws.namespace("sessions")?;
 /// sessions.set("k", b"a session".to_vec())?;
 /// assert_eq!(ws.get("k")?.as_deref(), Some(&b"default space"[..]));
-/// assert_eq!(ws.usage()?.keys, 2);
+/// assert_eq!(ws.usage()?.keys, 2, "the whole workspace");
+/// assert_eq!(ws.default_space().usage()?.keys, 1, "the default space");
+/// assert_eq!(ws.clear_all()?, 2, "every namespace");
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
@@ -37,37 +39,24 @@ pub struct Workspace {
     default: Namespace,
 }
 
-impl Deref for Workspace {
-    type Target = Namespace;
-
-    fn deref(&self) -> &Namespace {
-        &self.default
-    }
-}
-
 impl Workspace {
     pub(crate) fn new(storage: Storage, id: Arc<str>) -> Self {
         Self {
-            default: Namespace {
-                storage,
-                workspace: id,
-                name: Arc::from(""),
-            },
+            default: Namespace::new(storage, id, Arc::from("")),
         }
     }
 
     /// The workspace id.
     pub fn id(&self) -> &str {
-        &self.default.workspace
+        self.default.workspace_id()
     }
 
     /// The storage this workspace lives in.
     pub fn storage(&self) -> &Storage {
-        &self.default.storage
+        self.default.storage()
     }
 
-    /// The workspace's default space (what the workspace itself reads and
-    /// writes).
+    /// The workspace's default space, as a [`Namespace`] (its name is `""`).
     pub fn default_space(&self) -> &Namespace {
         &self.default
     }
@@ -76,10 +65,11 @@ impl Workspace {
     /// Nothing is created: a namespace exists while it holds a key.
     pub fn namespace(&self, name: &str) -> Result<Namespace, StorageError> {
         rules::check_namespace(name)?;
-        Ok(Namespace {
-            name: Arc::from(name),
-            ..self.default.clone()
-        })
+        Ok(Namespace::new(
+            self.storage().clone(),
+            Arc::from(self.id()),
+            Arc::from(name),
+        ))
     }
 
     /// One page of the names of the namespaces that hold at least one live
@@ -90,7 +80,7 @@ impl Workspace {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<KeyPage, StorageError> {
-        let storage = &self.default.storage;
+        let storage = self.storage();
         let after = cursor.map(|c| rules::decode_cursor(c, "")).transpose()?;
         let page = storage.backend().list_namespaces(
             self.id(),
@@ -102,13 +92,36 @@ impl Workspace {
     }
 
     /// What the whole workspace stores (all namespaces): live entries only.
+    /// The default space alone: `default_space().usage()`.
     pub fn usage(&self) -> Result<Usage, StorageError> {
         self.default.usage_of(None)
     }
 
     /// The workspace's quota.
     pub fn quota(&self) -> Quota {
-        self.default.storage.quota(self.id())
+        self.storage().quota(self.id())
+    }
+
+    /// Removes the whole workspace: every entry of every namespace, and its
+    /// usage. It works in bounded steps (one transaction of at most one
+    /// listing page each, so writers are served in between) until nothing
+    /// is left; returns how many live entries it removed. Entries written
+    /// meanwhile are removed too. The id can be used again afterwards; its
+    /// versions still never repeat. To empty one namespace, or the default
+    /// space only, see [`Namespace::clear_all`].
+    pub fn clear_all(&self) -> Result<u64, StorageError> {
+        let storage = self.storage();
+        let budget = storage.limits().max_page_size.max(1) as usize;
+        let mut removed = 0;
+        loop {
+            let step = storage
+                .backend()
+                .remove_workspace(self.id(), budget, storage.now_ms())?;
+            removed += step.deleted;
+            if step.done {
+                return Ok(removed);
+            }
+        }
     }
 
     /// Applies `ops` in order, all-or-nothing, in one transaction, and
@@ -134,373 +147,104 @@ impl Workspace {
     pub fn transact(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StorageError> {
         self.default.run_batch(ops)
     }
-}
 
-/// One namespace of a workspace: its own keys, listing, usage and `clear`.
-/// Obtained from [`Workspace::namespace`]; a [`Workspace`] dereferences to its
-/// default space.
-///
-/// The pair (namespace, key) is a structured key: the same key in two
-/// namespaces, or in a namespace and the default space, are different
-/// entries, whatever characters either holds.
-#[derive(Clone, Debug)]
-pub struct Namespace {
-    storage: Storage,
-    workspace: Arc<str>,
-    name: Arc<str>,
-}
-
-impl Namespace {
-    /// The namespace's name; `""` for the default space.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The value stored under `key`, or `None`.
+    /// The value stored under `key` in the default space; see [`Namespace::get`].
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.read(key)?.map(|row| row.value))
+        self.default.get(key)
     }
 
-    /// The entry stored under `key`, with its version and remaining
-    /// time-to-live, or `None`.
+    /// The entry under `key` in the default space; see [`Namespace::entry`].
     pub fn entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        let now = self.storage.now_ms();
-        Ok(self.read(key)?.map(|row| row.to_entry(now)))
+        self.default.entry(key)
     }
 
-    /// Whether a value is stored under `key`.
+    /// Whether the default space holds `key`; see [`Namespace::exists`].
     pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        Ok(self.read(key)?.is_some())
+        self.default.exists(key)
     }
 
-    /// The values of `keys`, in order, read from one consistent snapshot. At
-    /// most [`Limits::max_batch_ops`](crate::Limits) keys.
+    /// The values of `keys` in the default space; see [`Namespace::get_many`].
     pub fn get_many(&self, keys: &[impl AsRef<str>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
-        let limits = self.storage.limits();
-        rules::check_batch(limits, keys.len())?;
-        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
-        for key in &keys {
-            rules::check_key(limits, key)?;
-        }
-        let rows =
-            self.backend()
-                .get_many(&self.workspace, &self.name, &keys, self.storage.now_ms())?;
-        Ok(rows.into_iter().map(|r| r.map(|r| r.value)).collect())
+        self.default.get_many(keys)
     }
 
-    /// Stores `value` under `key`, replacing any previous entry (and its
-    /// expiry); returns the new version. An owned `Vec<u8>` is handed to the
-    /// writer without a copy.
+    /// Stores `value` under `key` in the default space; see [`Namespace::set`].
     pub fn set(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<u64, StorageError> {
-        self.set_with(key, value, WriteOptions::default())
+        self.default.set(key, value)
     }
 
-    /// Stores `value` under `key` with a time-to-live and/or a condition;
-    /// returns the new version. A failed condition is
-    /// [`StorageError::Conflict`] carrying what is stored now.
-    ///
-    /// ```
-    /// use cubby_host::{Storage, StorageError, StorageOptions, WriteOptions};
-    /// # fn main() -> anyhow::Result<()> {
-    /// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
-    /// let v1 = ws.set("doc", b"draft".to_vec())?;
-    /// let v2 = ws.set_with("doc", b"final".to_vec(), WriteOptions::default().if_version(v1))?;
-    /// let stale = ws.set_with("doc", b"lost".to_vec(), WriteOptions::default().if_version(v1));
-    /// match stale {
-    ///     Err(StorageError::Conflict { current: Some(now), .. }) => assert_eq!(now.version, v2),
-    ///     other => panic!("{other:?}"),
-    /// }
-    /// # Ok(()) }
-    /// ```
+    /// Stores `value` under `key` in the default space with a time-to-live
+    /// and/or a condition; see [`Namespace::set_with`].
     pub fn set_with(
         &self,
         key: &str,
         value: impl Into<Vec<u8>>,
         options: WriteOptions,
     ) -> Result<u64, StorageError> {
-        let op = Op {
-            condition: options.condition,
-            ..self.op(
-                key,
-                Action::Set {
-                    value: value.into(),
-                    ttl: options.ttl,
-                },
-            )
-        };
-        match self.run_one(op)? {
-            Outcome::Set { version } => Ok(version),
-            other => Err(unexpected(Some(other))),
-        }
+        self.default.set_with(key, value, options)
     }
 
-    /// Removes `key`; returns whether it existed. Returns once committed.
+    /// Removes `key` from the default space; see [`Namespace::delete`].
     pub fn delete(&self, key: &str) -> Result<bool, StorageError> {
-        self.delete_op(self.op(key, Action::Delete))
+        self.default.delete(key)
     }
 
-    /// Removes `key` only if `condition` holds (for example, its version is
-    /// still the one read); otherwise [`StorageError::Conflict`].
+    /// Removes `key` from the default space if `condition` holds; see
+    /// [`Namespace::delete_if`].
     pub fn delete_if(&self, key: &str, condition: Condition) -> Result<bool, StorageError> {
-        self.delete_op(self.op(key, Action::Delete).when(condition))
+        self.default.delete_if(key, condition)
     }
 
-    fn delete_op(&self, op: Op) -> Result<bool, StorageError> {
-        match self.run_one(op)? {
-            Outcome::Deleted(existed) => Ok(existed),
-            other => Err(unexpected(Some(other))),
-        }
-    }
-
-    /// Sets (`Some`) or removes (`None`) the expiry of `key`, keeping its
-    /// value and version; `false` if there is no entry.
+    /// Sets or removes the expiry of `key` in the default space; see
+    /// [`Namespace::expire`].
     pub fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool, StorageError> {
-        match self.run_one(self.op(key, Action::Expire(ttl)))? {
-            Outcome::ExpiryChanged(found) => Ok(found),
-            other => Err(unexpected(Some(other))),
-        }
+        self.default.expire(key, ttl)
     }
 
-    /// Returns the entry under `key` and makes it expire `ttl` from now, in
-    /// one atomic write (sliding expiry); the version is kept. `None` (and
-    /// nothing written) if there is no entry.
+    /// Returns the entry under `key` in the default space and renews its
+    /// expiry; see [`Namespace::get_and_renew`].
     pub fn get_and_renew(&self, key: &str, ttl: Duration) -> Result<Option<Entry>, StorageError> {
-        match self.run_one(self.op(key, Action::Renew(ttl)))? {
-            Outcome::Renewed(entry) => Ok(entry),
-            other => Err(unexpected(Some(other))),
-        }
+        self.default.get_and_renew(key, ttl)
     }
 
-    /// Adds `delta` to the counter under `key` and returns the new value,
-    /// atomically. A missing key counts as 0 and is created, expiring after
-    /// `ttl` if given; an existing counter keeps its expiry. A counter is
-    /// stored as decimal ASCII; any other stored value is
-    /// [`StorageError::NotACounter`], a result outside `i64` is
-    /// [`StorageError::Overflow`].
+    /// Adds `delta` to the counter under `key` in the default space; see
+    /// [`Namespace::increment`].
     pub fn increment(
         &self,
         key: &str,
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64, StorageError> {
-        match self.run_one(self.op(key, Action::Increment { delta, ttl }))? {
-            Outcome::Incremented(n) => Ok(n),
-            other => Err(unexpected(Some(other))),
-        }
+        self.default.increment(key, delta, ttl)
     }
 
-    /// Stores every pair, all-or-nothing, in one transaction (a key given
-    /// twice keeps the last value).
+    /// Stores every pair in the default space, all-or-nothing; see
+    /// [`Namespace::set_many`].
     pub fn set_many(
         &self,
         entries: impl IntoIterator<Item = (String, Vec<u8>)>,
     ) -> Result<(), StorageError> {
-        let ops: Vec<Op> = entries
-            .into_iter()
-            .map(|(key, value)| Op {
-                namespace: self.name.to_string(),
-                ..Op::set(key, value)
-            })
-            .collect();
-        self.run_batch(ops).map(|_| ())
+        self.default.set_many(entries)
     }
 
-    /// Removes every key, all-or-nothing, in one transaction; returns how many
-    /// existed.
+    /// Removes every key from the default space, all-or-nothing; see
+    /// [`Namespace::delete_many`].
     pub fn delete_many(&self, keys: &[impl AsRef<str>]) -> Result<u64, StorageError> {
-        let ops = keys
-            .iter()
-            .map(|key| self.op(key.as_ref(), Action::Delete))
-            .collect();
-        let outcomes = self.run_batch(ops)?;
-        Ok(outcomes
-            .iter()
-            .filter(|o| matches!(o, Outcome::Deleted(true)))
-            .count() as u64)
+        self.default.delete_many(keys)
     }
 
-    /// One page of this namespace's keys in ascending byte order, optionally
-    /// only those starting with `prefix`. Pass the returned cursor back (with
-    /// the same prefix) for the next page. `limit` is clamped as described in
-    /// [`Limits::page_size`](crate::Limits::page_size).
+    /// One page of the default space's keys; see [`Namespace::list_keys`].
     pub fn list_keys(
         &self,
         prefix: Option<&str>,
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<KeyPage, StorageError> {
-        let prefix = prefix.unwrap_or("");
-        let after = cursor
-            .map(|c| rules::decode_cursor(c, prefix))
-            .transpose()?;
-        let page = self.backend().list_keys(
-            &self.workspace,
-            &self.name,
-            prefix,
-            after.as_deref(),
-            self.storage.limits().page_size(limit),
-            self.storage.now_ms(),
-        )?;
-        Ok(key_page(page))
+        self.default.list_keys(prefix, cursor, limit)
     }
 
-    /// Every key (or every key starting with `prefix`) in ascending byte
-    /// order, fetched a page of the default size at a time. After an error the
-    /// iterator ends.
-    ///
-    /// ```
-    /// # use cubby_host::{Storage, StorageOptions};
-    /// # fn main() -> anyhow::Result<()> {
-    /// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
-    /// ws.set("user/ada", b"1")?;
-    /// ws.set("user/bob", b"2")?;
-    /// let users: Vec<String> = ws.keys(Some("user/")).collect::<Result<_, _>>()?;
-    /// assert_eq!(users, ["user/ada", "user/bob"]);
-    /// # Ok(()) }
-    /// ```
+    /// Every key of the default space, page by page; see [`Namespace::keys`].
     pub fn keys(&self, prefix: Option<&str>) -> Keys<'_> {
-        Keys {
-            namespace: self,
-            prefix: prefix.map(str::to_owned),
-            cursor: None,
-            page: Vec::new().into_iter(),
-            done: false,
-        }
-    }
-
-    /// Removes up to one page ([`Limits::max_page_size`](crate::Limits)) of
-    /// this namespace's keys in one atomic write, so that no call holds the
-    /// writer for long; call again until [`Cleared::done`]. Clearing the
-    /// default space leaves named namespaces alone.
-    pub fn clear(&self) -> Result<Cleared, StorageError> {
-        self.backend().clear(
-            &self.workspace,
-            &self.name,
-            self.storage.limits().max_page_size.max(1) as usize,
-            self.storage.now_ms(),
-        )
-    }
-
-    /// Removes every key of this namespace, one bounded [`clear`](Self::clear)
-    /// step (one transaction) after another, so writers are served in
-    /// between; returns how many live entries were removed.
-    pub fn clear_all(&self) -> Result<u64, StorageError> {
-        let mut removed = 0;
-        loop {
-            let step = self.clear()?;
-            removed += step.deleted;
-            if step.done {
-                return Ok(removed);
-            }
-        }
-    }
-
-    /// What this namespace stores: live entries only.
-    pub fn usage(&self) -> Result<Usage, StorageError> {
-        self.usage_of(Some(&self.name))
-    }
-
-    fn usage_of(&self, ns: Option<&str>) -> Result<Usage, StorageError> {
-        self.backend()
-            .usage(&self.workspace, ns, self.storage.now_ms())
-    }
-
-    fn backend(&self) -> &dyn Backend {
-        self.storage.backend()
-    }
-
-    /// The live entry under `key`.
-    fn read(&self, key: &str) -> Result<Option<super::backend::Row>, StorageError> {
-        rules::check_key(self.storage.limits(), key)?;
-        self.backend()
-            .get(&self.workspace, &self.name, key, self.storage.now_ms())
-    }
-
-    fn op(&self, key: &str, action: Action) -> Op {
-        Op {
-            namespace: self.name.to_string(),
-            ..Op::new(key, action)
-        }
-    }
-
-    fn run_one(&self, op: Op) -> Result<Outcome, StorageError> {
-        rules::check_op(self.storage.limits(), &op)?;
-        self.run(vec![op])?.pop().ok_or_else(|| unexpected(None))
-    }
-
-    fn run_batch(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StorageError> {
-        let limits = self.storage.limits();
-        rules::check_batch(limits, ops.len())?;
-        for op in &ops {
-            rules::check_op(limits, op)?;
-        }
-        self.run(ops)
-    }
-
-    fn run(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StorageError> {
-        self.backend().write(WriteRequest {
-            workspace: self.workspace.clone(),
-            ops,
-            now_ms: self.storage.now_ms(),
-            quota: self.storage.quota(&self.workspace),
-        })
-    }
-}
-
-/// The backend answered an op with an outcome of another kind (or none):
-/// cannot happen, but is an error rather than a panic.
-fn unexpected(outcome: Option<Outcome>) -> StorageError {
-    tracing::error!(?outcome, "backend returned an unexpected outcome");
-    StorageError::Closed
-}
-
-/// A backend's page, with the cursor that resumes after its last name.
-fn key_page(page: Page) -> KeyPage {
-    let cursor = page
-        .more
-        .then(|| page.names.last().map(|k| rules::encode_cursor(k)))
-        .flatten();
-    KeyPage {
-        keys: page.names,
-        cursor,
-    }
-}
-
-/// An iterator over a namespace's keys; see [`Namespace::keys`].
-#[derive(Debug)]
-pub struct Keys<'a> {
-    namespace: &'a Namespace,
-    prefix: Option<String>,
-    cursor: Option<String>,
-    page: std::vec::IntoIter<String>,
-    done: bool,
-}
-
-impl Iterator for Keys<'_> {
-    type Item = Result<String, StorageError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(key) = self.page.next() {
-                return Some(Ok(key));
-            }
-            if self.done {
-                return None;
-            }
-            match self
-                .namespace
-                .list_keys(self.prefix.as_deref(), self.cursor.as_deref(), None)
-            {
-                Ok(page) => {
-                    self.done = page.cursor.is_none();
-                    self.cursor = page.cursor;
-                    self.page = page.keys.into_iter();
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
+        self.default.keys(prefix)
     }
 }

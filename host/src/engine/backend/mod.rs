@@ -145,6 +145,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<Cleared, StorageError>;
 
+    /// One bounded step of removing a whole workspace: up to `budget` of its
+    /// entries, in any namespace, in one transaction. The step that finds
+    /// none left also removes the workspace's usage and namespace rows; the
+    /// workspace then leaves no trace but what keeps its versions from ever
+    /// repeating. `deleted` counts live entries.
+    fn remove_workspace(
+        &self,
+        ws: &str,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<Cleared, StorageError>;
+
     /// Removes up to `budget` entries expired at `now_ms`, resuming at
     /// `resume`, with their usage; safe to run in several processes at once.
     fn sweep(
@@ -175,4 +187,8 @@ pub struct Audit {
     pub stored_namespace_usage: Usage,
     /// Live usage recounted from the entries themselves.
     pub recounted: Usage,
+    /// Whether the workspace has a usage row.
+    pub usage_row: bool,
+    /// Per-namespace usage rows of the workspace.
+    pub namespace_rows: u64,
 }

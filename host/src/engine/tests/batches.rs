@@ -1,8 +1,8 @@
 //! Transactions, batches and namespaces, on every backend.
 
 use super::*;
-use crate::testing::assert_usage_is_exact;
-use crate::{Condition, Op, Outcome, StorageError, Usage};
+use crate::testing::{assert_usage_is_exact, audit};
+use crate::{Condition, Op, Outcome, StorageError, Usage, WriteOptions};
 
 fn transactions_are_all_or_nothing(place: &Place) {
     let storage = with_limits(place, |l| {
@@ -39,7 +39,7 @@ fn transactions_are_all_or_nothing(place: &Place) {
         ])
         .unwrap_err();
     assert!(matches!(err, StorageError::QuotaExceeded(_)), "{err:?}");
-    assert_eq!(all_keys(&ws), ["config"]);
+    assert_eq!(all_keys(ws.keys(None)), ["config"]);
     // Conditions see the earlier ops of the same transaction.
     let out = ws
         .transact(vec![
@@ -91,7 +91,7 @@ fn namespaces_are_separate_and_clear_is_bounded(place: &Place) {
             bytes: 1 + 4 + 3 + 6
         }
     );
-    assert_eq!(all_keys(&ws), ["k"]);
+    assert_eq!(all_keys(ws.keys(None)), ["k"]);
     let names = ws.namespaces(None, Some(1)).unwrap();
     assert_eq!(names.keys, ["a"]);
     let rest = ws.namespaces(names.cursor.as_deref(), Some(1)).unwrap();
@@ -127,7 +127,7 @@ fn namespaces_are_separate_and_clear_is_bounded(place: &Place) {
     assert_eq!(ws.namespaces(None, None).unwrap().keys, ["a/b"]);
     assert_eq!(ws.usage().unwrap().keys, 2);
     // Clearing the default space leaves the namespaces alone.
-    while !ws.clear().unwrap().done {}
+    while !ws.default_space().clear().unwrap().done {}
     assert_eq!(ws.usage().unwrap().keys, 1);
     assert_usage_is_exact(&storage, "w");
     // Clearing a workspace that never held anything is an empty step.
@@ -135,7 +135,59 @@ fn namespaces_are_separate_and_clear_is_bounded(place: &Place) {
     assert_eq!(never.clear_all().unwrap(), 0);
 }
 
+fn removing_a_workspace_leaves_nothing_of_it_and_touches_no_other(place: &Place) {
+    let clock = ManualClock::new(1_000);
+    // Three entries per step: the removal takes several transactions.
+    let storage = manual(place, &clock, |o| o.limits.max_page_size = 3);
+    let a = storage.workspace("a").unwrap();
+    let ab = storage.workspace("ab").unwrap();
+    for ws in [&a, &ab] {
+        ws.set("k1", b"v").unwrap();
+        ws.set("k2", b"v").unwrap();
+        let x = ws.namespace("x").unwrap();
+        for i in 0..4 {
+            x.set(&format!("x{i}"), b"v").unwrap();
+        }
+        ws.namespace("y")
+            .unwrap()
+            .set_with("live", b"v".to_vec(), WriteOptions::default().ttl(SEC * 60))
+            .unwrap();
+        ws.set_with("gone", b"v".to_vec(), WriteOptions::default().ttl(SEC))
+            .unwrap();
+    }
+    clock.advance(SEC); // "gone" has expired, and is not swept
+    let last_version = a.set("k1", b"w").unwrap();
+    let ab_before = audit(&storage, "ab");
+
+    assert_eq!(
+        a.clear_all().unwrap(),
+        7,
+        "the live entries of every namespace"
+    );
+
+    let left = audit(&storage, "a");
+    assert_eq!(left.rows, 0, "no entry: {left:?}");
+    assert_eq!(left.expiring_rows, 0, "no expiry row: {left:?}");
+    assert!(!left.usage_row, "no usage row: {left:?}");
+    assert_eq!(left.namespace_rows, 0, "no namespace: {left:?}");
+    assert_eq!(a.usage().unwrap(), Usage::default());
+    assert!(a.namespaces(None, None).unwrap().keys.is_empty());
+    let listed = workspace_ids(&storage);
+    assert_eq!(listed, ["ab"]);
+    // The other workspace, whose id shares a prefix, is untouched.
+    assert_eq!(audit(&storage, "ab"), ab_before);
+    assert_eq!(all_keys(ab.keys(None)), ["k1", "k2"]);
+    assert_eq!(ab.namespace("x").unwrap().usage().unwrap().keys, 4);
+    // The id can be used again, and its versions still never repeat.
+    assert!(a.set("k1", b"again").unwrap() > last_version);
+    assert_usage_is_exact(&storage, "a");
+    assert_usage_is_exact(&storage, "ab");
+    // Removing a workspace that holds nothing removes nothing.
+    assert_eq!(storage.workspace("never").unwrap().clear_all().unwrap(), 0);
+}
+
 crate::conformance_tests!(
     transactions_are_all_or_nothing,
     namespaces_are_separate_and_clear_is_bounded,
+    removing_a_workspace_leaves_nothing_of_it_and_touches_no_other,
 );

@@ -45,6 +45,12 @@ fn manual(place: &Place, clock: &ManualClock, f: impl FnOnce(&mut StorageOptions
     place.open(options)
 }
 
-fn all_keys(ns: &Namespace) -> Vec<String> {
-    ns.keys(None).collect::<Result<_, _>>().unwrap()
+fn all_keys(keys: crate::Keys<'_>) -> Vec<String> {
+    keys.collect::<Result<_, _>>().unwrap()
+}
+
+/// The ids of the workspaces that hold data, in order.
+fn workspace_ids(storage: &Storage) -> Vec<String> {
+    let listed = storage.workspaces().unwrap();
+    listed.into_iter().map(|(id, _)| id).collect()
 }

@@ -36,6 +36,8 @@ enum Step {
     Transaction(Slot, Vec<u8>, Slot, Vec<u8>),
     DeleteMany(usize, usize, Vec<String>),
     Clear(usize, usize),
+    /// Removes a whole workspace.
+    RemoveWorkspace(usize),
     List(usize, usize, Option<String>, u32),
     Advance(u64),
     Prune,
@@ -172,6 +174,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..2usize, 0..3usize, proptest::collection::vec(key(), 0..3))
             .prop_map(|(w, n, k)| Step::DeleteMany(w, n, k)),
         1 => (0..2usize, 0..3usize).prop_map(|(w, n)| Step::Clear(w, n)),
+        1 => (0..2usize).prop_map(Step::RemoveWorkspace),
         2 => (0..2usize, 0..3usize, proptest::option::of(key()), 1..4u32)
             .prop_map(|(w, n, p, l)| Step::List(w, n, p, l)),
         2 => (0..30u64).prop_map(Step::Advance),
@@ -305,6 +308,13 @@ impl Harness {
                 self.model
                     .entries
                     .retain(|(mw, mn, _), _| (*mw, *mn) != (w, n));
+            }
+            Step::RemoveWorkspace(w) => {
+                let live = (0..NAMESPACES.len())
+                    .map(|n| self.model.keys(w, n, "").len() as u64)
+                    .sum::<u64>();
+                prop_assert_eq!(self.workspaces[w].clear_all().unwrap(), live);
+                self.model.entries.retain(|(mw, _, _), _| *mw != w);
             }
             Step::List(w, n, prefix, page) => {
                 let prefix = prefix.unwrap_or_default();

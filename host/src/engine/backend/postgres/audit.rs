@@ -27,7 +27,9 @@ pub(super) fn audit<'a>(
                     WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)),
                    (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
                     FROM cubby_entries
-                    WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2))",
+                    WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)),
+                   (SELECT count(*) FROM cubby_workspaces WHERE workspace = $1),
+                   (SELECT count(*) FROM cubby_namespaces WHERE workspace = $1)",
                 &[&ws.as_bytes(), &to_db(*now_ms)],
             )
             .await?;
@@ -37,6 +39,8 @@ pub(super) fn audit<'a>(
             stored_usage: usage_at(&row, 2)?,
             stored_namespace_usage: usage_at(&row, 4)?,
             recounted: usage_at(&row, 6)?,
+            usage_row: col::<i64>(&row, 8)? > 0,
+            namespace_rows: from_db(col(&row, 9)?),
         })
     })
 }

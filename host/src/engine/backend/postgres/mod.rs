@@ -529,13 +529,28 @@ impl Backend for PostgresBackend {
         budget: usize,
         now_ms: u64,
     ) -> Result<Cleared, StorageError> {
-        let args = write::ClearStep {
+        let step = write::RemoveStep {
             ws: ws.into(),
-            ns: ns.into(),
+            ns: Some(ns.into()),
             budget,
             now_ms,
         };
-        self.write_request(ws, &args, write::clear)
+        self.write_request(ws, &step, write::remove)
+    }
+
+    fn remove_workspace(
+        &self,
+        ws: &str,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<Cleared, StorageError> {
+        let step = write::RemoveStep {
+            ws: ws.into(),
+            ns: None,
+            budget,
+            now_ms,
+        };
+        self.write_request(ws, &step, write::remove)
     }
 
     fn sweep(

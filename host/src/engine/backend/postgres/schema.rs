@@ -15,6 +15,9 @@
 //!   deleted, so versions never repeat within a workspace.
 //! - `cubby_namespaces (workspace, namespace)` → `keys`, `bytes`, removed
 //!   when a namespace holds nothing.
+//! - `cubby_retired_workspaces (workspace)` → `next_version`: where a
+//!   removed workspace's version counter is kept, so that a workspace
+//!   created again under the same id continues it.
 //! - `cubby_meta (name)` → `value`: the schema version.
 //!
 //! Every table's primary key starts with `workspace`, and every transaction
@@ -54,6 +57,9 @@ const CREATE: &[&str] = &[
         version BIGINT NOT NULL,
         expires_at BIGINT,
         PRIMARY KEY (workspace, namespace, key))",
+    "CREATE TABLE IF NOT EXISTS cubby_retired_workspaces (
+        workspace BYTEA PRIMARY KEY,
+        next_version BIGINT NOT NULL)",
     // Expired entries of one workspace (usage, the over-quota sweep) ...
     "CREATE INDEX IF NOT EXISTS cubby_entries_workspace_expiry
         ON cubby_entries (workspace, expires_at)",
@@ -74,6 +80,10 @@ const SHAPES: &[(&str, &str)] = &[
     (
         "cubby_namespaces",
         "SELECT workspace, namespace, keys, bytes FROM cubby_namespaces WHERE false",
+    ),
+    (
+        "cubby_retired_workspaces",
+        "SELECT workspace, next_version FROM cubby_retired_workspaces WHERE false",
     ),
     (
         "cubby_entries",

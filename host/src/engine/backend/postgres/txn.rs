@@ -16,16 +16,20 @@ use std::future::Future;
 
 use deadpool_postgres::Object;
 use deadpool_postgres::tokio_postgres::Error as PgError;
+use deadpool_postgres::tokio_postgres::types::ToSql;
 use futures_util::future::{join, join3};
 
 use super::{Failure, to_db};
 use crate::engine::accounting::UsageChange;
 use crate::engine::backend::Row;
 
-/// Locks a workspace's row, creating it on the first write; returns its
+/// Locks a workspace's row, creating it on the first write (continuing the
+/// version counter of a removed workspace of the same id); returns its
 /// stored usage and next version.
 pub(super) const LOCK_OR_CREATE: &str = "
-    INSERT INTO cubby_workspaces (workspace, keys, bytes, next_version) VALUES ($1, 0, 0, 1)
+    INSERT INTO cubby_workspaces (workspace, keys, bytes, next_version)
+    VALUES ($1, 0, 0, coalesce(
+        (SELECT next_version FROM cubby_retired_workspaces WHERE workspace = $1), 1))
     ON CONFLICT (workspace) DO UPDATE SET keys = cubby_workspaces.keys
     RETURNING keys, bytes, next_version";
 
@@ -55,6 +59,16 @@ const NAMESPACE_USAGE: &str = "
 
 const EMPTY_NAMESPACES: &str = "
     DELETE FROM cubby_namespaces WHERE workspace = $1 AND namespace = ANY($2) AND keys <= 0";
+
+/// Ends a workspace that holds nothing any more: its namespace rows and its
+/// row go, its version counter is kept.
+const RETIRE: &str = "
+    WITH retired AS (
+        DELETE FROM cubby_workspaces WHERE workspace = $1 RETURNING workspace, next_version),
+    namespaces AS (DELETE FROM cubby_namespaces WHERE workspace = $1)
+    INSERT INTO cubby_retired_workspaces (workspace, next_version)
+    SELECT workspace, next_version FROM retired
+    ON CONFLICT (workspace) DO UPDATE SET next_version = EXCLUDED.next_version";
 
 const WORKSPACE_USAGE: &str = "
     UPDATE cubby_workspaces
@@ -96,6 +110,9 @@ pub(super) struct Writes<'a> {
     pub usage: UsageChange,
     /// The workspace's next version, when versions were handed out.
     pub next_version: Option<u64>,
+    /// Whether the workspace is removed (it holds nothing after these
+    /// writes): its usage row goes instead of being updated.
+    pub retire: bool,
 }
 
 /// Sends every write of a transaction and its `COMMIT` in one round trip.
@@ -109,7 +126,7 @@ pub(super) async fn finish(c: &Object, ws: &[u8], w: &Writes<'_>) -> Result<(), 
         .await;
         let (e, u) = join(
             c.prepare_cached(EMPTY_NAMESPACES),
-            c.prepare_cached(WORKSPACE_USAGE),
+            c.prepare_cached(if w.retire { RETIRE } else { WORKSPACE_USAGE }),
         )
         .await;
         (a?, b?, n?, e?, u?)
@@ -133,6 +150,13 @@ pub(super) async fn finish(c: &Object, ws: &[u8], w: &Writes<'_>) -> Result<(), 
     }
     let total = w.usage.total();
     let next = w.next_version.map(to_db);
+    let usage_params: [&(dyn ToSql + Sync); 4] = [&ws, &total.keys, &total.bytes, &next];
+    let retire_params: [&(dyn ToSql + Sync); 1] = [&ws];
+    let last: &[&(dyn ToSql + Sync)] = if w.retire {
+        &retire_params
+    } else {
+        &usage_params
+    };
     let ((a, b, n), (e, u, commit)) = join(
         join3(
             c.execute(
@@ -144,7 +168,7 @@ pub(super) async fn finish(c: &Object, ws: &[u8], w: &Writes<'_>) -> Result<(), 
         ),
         join3(
             c.execute(&empty, &[&ws, &names]),
-            c.execute(&ws_usage, &[&ws, &total.keys, &total.bytes, &next]),
+            c.execute(&ws_usage, last),
             c.batch_execute("COMMIT"),
         ),
     )

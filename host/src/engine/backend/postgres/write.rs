@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use deadpool_postgres::Object;
+use deadpool_postgres::tokio_postgres::types::ToSql;
 use futures_util::future::join;
 
 use super::read::{col, row_at, text};
@@ -188,53 +189,76 @@ async fn stage_and_finish(
     Ok(staged.outcomes)
 }
 
-/// One bounded step of `clear`.
-pub(super) struct ClearStep {
+/// One bounded step of removing entries: of one namespace (`clear`), or of
+/// a whole workspace (`ns` is `None`).
+pub(super) struct RemoveStep {
     pub ws: String,
-    pub ns: String,
+    pub ns: Option<String>,
     pub budget: usize,
     pub now_ms: u64,
 }
 
-/// The first keys of a namespace, with what they account for.
-const FIRST_KEYS: &str = "
-    SELECT key, (length(key) + length(value))::BIGINT, expires_at FROM cubby_entries
-    WHERE workspace = $1 AND namespace = $2
+/// The first entries of a namespace, with what they account for.
+const FIRST_IN_NAMESPACE: &str = "
+    SELECT namespace, key, (length(key) + length(value))::BIGINT, expires_at
+    FROM cubby_entries WHERE workspace = $1 AND namespace = $2
     ORDER BY key LIMIT $3";
 
-pub(super) fn clear<'a>(
+/// The first entries of a workspace, in any namespace.
+const FIRST_IN_WORKSPACE: &str = "
+    SELECT namespace, key, (length(key) + length(value))::BIGINT, expires_at
+    FROM cubby_entries WHERE workspace = $1
+    ORDER BY namespace, key LIMIT $2";
+
+pub(super) fn remove<'a>(
     c: &'a mut Object,
-    a: &'a ClearStep,
+    a: &'a RemoveStep,
 ) -> BoxFuture<'a, Result<Cleared, Failure>> {
     Box::pin(async move {
-        let (ws, ns) = (a.ws.as_bytes(), a.ns.as_bytes());
-        let (lock, first) = join(c.prepare_cached(LOCK), c.prepare_cached(FIRST_KEYS)).await;
+        let ws = a.ws.as_bytes();
+        let first_sql = match a.ns {
+            Some(_) => FIRST_IN_NAMESPACE,
+            None => FIRST_IN_WORKSPACE,
+        };
+        let (lock, first) = join(c.prepare_cached(LOCK), c.prepare_cached(first_sql)).await;
         let (lock, first) = (lock?, first?);
         let one_more = a.budget as i64 + 1;
-        let (locked, listed) = begin(
-            c,
-            c.query_opt(&lock, &[&ws]),
-            c.query(&first, &[&ws, &ns, &one_more]),
-        )
-        .await?;
+        let ns_param = a.ns.as_deref().unwrap_or("").as_bytes();
+        let in_namespace: [&(dyn ToSql + Sync); 3] = [&ws, &ns_param, &one_more];
+        let in_workspace: [&(dyn ToSql + Sync); 2] = [&ws, &one_more];
+        let params: &[&(dyn ToSql + Sync)] = match a.ns {
+            Some(_) => &in_namespace,
+            None => &in_workspace,
+        };
+        let (locked, listed) =
+            begin(c, c.query_opt(&lock, &[&ws]), c.query(&first, params)).await?;
         let done = listed.len() <= a.budget;
-        if locked.is_none() || listed.is_empty() {
+        if locked.is_none() {
             rollback(c).await;
             return Ok(Cleared { deleted: 0, done });
         }
-        let mut keys = Vec::with_capacity(a.budget);
+        let mut slots = Vec::with_capacity(a.budget);
         let mut writes = Writes::default();
         let mut deleted = 0;
         for r in listed.iter().take(a.budget) {
-            let key = text(col(r, 0)?)?;
-            writes.usage.remove(&a.ns, from_db(col(r, 1)?));
-            let expires_at = col::<Option<i64>>(r, 2)?.map(from_db);
+            let (ns, key) = (text(col(r, 0)?)?, text(col(r, 1)?)?);
+            writes.usage.remove(&ns, from_db(col(r, 2)?));
+            let expires_at = col::<Option<i64>>(r, 3)?.map(from_db);
             if expires_at.is_none_or(|at| at > a.now_ms) {
                 deleted += 1;
             }
-            keys.push(key);
+            slots.push((ns, key));
         }
-        writes.delete = keys.iter().map(|k| (a.ns.as_str(), k.as_str())).collect();
+        // A whole workspace that is now empty goes, but for its versions.
+        writes.retire = a.ns.is_none() && done;
+        if slots.is_empty() && !writes.retire {
+            rollback(c).await;
+            return Ok(Cleared { deleted: 0, done });
+        }
+        writes.delete = slots
+            .iter()
+            .map(|(n, k)| (n.as_str(), k.as_str()))
+            .collect();
         finish(c, ws, &writes).await?;
         Ok(Cleared { deleted, done })
     })

@@ -186,40 +186,95 @@ pub(crate) fn clear(
     budget: usize,
     now_ms: u64,
 ) -> Result<(Cleared, bool), StorageError> {
-    let mut keys = Vec::new();
-    let mut done = true;
-    for row in t.entries.range((ws, ns, "")..)? {
+    let (slots, done) = first_slots(t, ws, Some(ns), budget)?;
+    let deleted = remove_entries(t, ws, &slots, now_ms)?;
+    Ok((Cleared { deleted, done }, !slots.is_empty()))
+}
+
+/// One bounded step of removing a whole workspace: up to `budget` entries
+/// in any namespace; the step that leaves none also removes the
+/// workspace's usage rows. Versions come from one counter for the whole
+/// file, so nothing needs keeping for them.
+pub(crate) fn remove_workspace(
+    t: &mut Tables<'_>,
+    ws: &str,
+    budget: usize,
+    now_ms: u64,
+) -> Result<(Cleared, bool), StorageError> {
+    let (slots, done) = first_slots(t, ws, None, budget)?;
+    let deleted = remove_entries(t, ws, &slots, now_ms)?;
+    let mut changed = !slots.is_empty();
+    if done {
+        changed |= t.usage.remove(ws)?.is_some();
+        let mut stale = Vec::new();
+        for row in t.ns_usage.range((ws, "")..)? {
+            let key = row?.0;
+            let (w, ns) = key.value();
+            if w != ws {
+                break;
+            }
+            stale.push(ns.to_owned());
+        }
+        for ns in &stale {
+            t.ns_usage.remove((ws, ns.as_str()))?;
+        }
+        changed |= !stale.is_empty();
+    }
+    Ok((Cleared { deleted, done }, changed))
+}
+
+/// The first `budget` (namespace, key) pairs of a workspace (of one of its
+/// namespaces if `ns` is given), and whether they are all there are.
+fn first_slots(
+    t: &Tables<'_>,
+    ws: &str,
+    ns: Option<&str>,
+    budget: usize,
+) -> Result<(Vec<(String, String)>, bool), StorageError> {
+    let mut slots = Vec::new();
+    for row in t.entries.range((ws, ns.unwrap_or(""), "")..)? {
         let (k, _) = row?;
         let (w, n, key) = k.value();
-        if w != ws || n != ns {
-            break;
+        if w != ws || ns.is_some_and(|ns| n != ns) {
+            return Ok((slots, true));
         }
-        if keys.len() == budget {
-            done = false;
-            break;
+        if slots.len() == budget {
+            return Ok((slots, false));
         }
-        keys.push(key.to_owned());
+        slots.push((n.to_owned(), key.to_owned()));
     }
-    let mut deleted = 0;
+    Ok((slots, true))
+}
+
+/// Removes entries with their expiry-index rows and their usage; returns
+/// how many of them were live (a record that does not decode was listed,
+/// so it counts as live).
+fn remove_entries(
+    t: &mut Tables<'_>,
+    ws: &str,
+    slots: &[(String, String)],
+    now_ms: u64,
+) -> Result<u64, StorageError> {
+    let mut live = 0;
     let mut change = UsageChange::default();
-    for key in &keys {
-        let Some(guard) = t.entries.remove((ws, ns, key.as_str()))? else {
+    for (ns, key) in slots {
+        let (ns, key) = (ns.as_str(), key.as_str());
+        let Some(guard) = t.entries.remove((ws, ns, key))? else {
             continue;
         };
         let raw = guard.value();
         let record = Record::decode(raw).ok();
         let bytes = entry_bytes(key, stored_value_len(raw) as usize);
         let at = record.and_then(|r| r.expires_at_ms);
-        // A record that does not decode was listed, so it counts as removed.
         if record.is_none_or(|r| r.is_live(now_ms)) {
-            deleted += 1;
+            live += 1;
         }
         drop(guard);
         if let Some(at) = at {
-            t.expiry.remove((ws, at, ns, key.as_str()))?;
+            t.expiry.remove((ws, at, ns, key))?;
         }
         change.remove(ns, bytes);
     }
     t.account(ws, &change)?;
-    Ok((Cleared { deleted, done }, !keys.is_empty()))
+    Ok(live)
 }

@@ -36,6 +36,7 @@ pub(crate) fn audit(db: &redb::Database, ws: &str, now_ms: u64) -> Result<Audit,
     if let Some(g) = txn.open_table(USAGE)?.get(ws)? {
         let (keys, bytes) = g.value();
         audit.stored_usage = Usage { keys, bytes };
+        audit.usage_row = true;
     }
     for row in txn
         .open_table(NS_USAGE)?
@@ -46,6 +47,7 @@ pub(crate) fn audit(db: &redb::Database, ws: &str, now_ms: u64) -> Result<Audit,
             break;
         }
         let (keys, bytes) = v.value();
+        audit.namespace_rows += 1;
         audit.stored_namespace_usage.keys += keys;
         audit.stored_namespace_usage.bytes += bytes;
     }

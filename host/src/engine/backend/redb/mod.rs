@@ -159,6 +159,23 @@ impl Backend for RedbBackend {
         }
     }
 
+    fn remove_workspace(
+        &self,
+        ws: &str,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<Cleared, StorageError> {
+        let work = Work::RemoveWorkspace {
+            workspace: ws.to_owned(),
+            budget,
+            now_ms,
+        };
+        match self.writer.submit(work)? {
+            Done::Cleared(cleared) => Ok(cleared),
+            _ => Err(mismatch()),
+        }
+    }
+
     fn sweep(
         &self,
         resume: Option<String>,

@@ -40,6 +40,11 @@ pub(crate) enum Work {
         budget: usize,
         now_ms: u64,
     },
+    RemoveWorkspace {
+        workspace: String,
+        budget: usize,
+        now_ms: u64,
+    },
     Sweep {
         from: Option<String>,
         budget: usize,
@@ -259,6 +264,12 @@ fn apply_group(
                     budget,
                     now_ms,
                 } => apply::clear(&mut t, &workspace, &namespace, budget, now_ms)
+                    .map(|(cleared, c)| (Done::Cleared(cleared), c)),
+                Work::RemoveWorkspace {
+                    workspace,
+                    budget,
+                    now_ms,
+                } => apply::remove_workspace(&mut t, &workspace, budget, now_ms)
                     .map(|(cleared, c)| (Done::Cleared(cleared), c)),
                 Work::Sweep {
                     from,

@@ -2,7 +2,7 @@
 //! `cubby-artifacts`) against the default database, as the `cubby` CLI would.
 //!
 //! ```sh
-//! cargo run -p cubby-host --example demo
+//! cargo run -p cubby-cli --example demo
 //! ```
 
 use anyhow::{Context, Result};
@@ -12,7 +12,8 @@ use cubby_host::{Output, Runtime, Storage, StorageOptions};
 async fn main() -> Result<()> {
     let path = match std::env::var_os("CUBBY_DB") {
         Some(path) => path.into(),
-        None => Storage::default_path().context("no home folder; set CUBBY_DB to a file path")?,
+        None => cubby_cli::defaults::database_path()
+            .context("no home folder; set CUBBY_DB to a file path")?,
     };
     let storage = Storage::open(&path, StorageOptions::default())?;
     println!("database: {}", path.display());
@@ -20,7 +21,7 @@ async fn main() -> Result<()> {
     let mut runtime = Runtime::builder()
         .stdout(Output::Capture)
         .stderr(Output::Inherit);
-    if let Some(dir) = Runtime::default_cache_dir() {
+    if let Some(dir) = cubby_cli::defaults::cache_dir() {
         runtime = runtime.cache_dir(dir);
     }
     let runtime = runtime.build()?;
@@ -54,8 +55,8 @@ async fn main() -> Result<()> {
     }
     println!(
         "\nNext, with the CLI (same database):\n  \
-         cargo run -p cubby-host -- run {} --workspace demo\n  \
-         cargo run -p cubby-host -- kv list --workspace demo",
+         cargo run -p cubby-cli -- run {} --workspace demo\n  \
+         cargo run -p cubby-cli -- kv list --workspace demo",
         cubby_artifacts::COUNTER
     );
     Ok(())

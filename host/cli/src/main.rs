@@ -1,5 +1,5 @@
 //! The `cubby` command-line tool: see `cubby --help`.
 
 fn main() -> std::process::ExitCode {
-    cubby_host::cli::main()
+    cubby_cli::main()
 }

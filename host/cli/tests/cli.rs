@@ -343,13 +343,48 @@ fn namespaces_expiry_quotas_usage_and_prune_from_the_command_line(place: &Place)
     );
     assert_eq!(
         ok(env.cubby(&["kv", "clear", "-w", "a", "-n", "sessions"])),
-        "removed 1 keys from namespace \"sessions\" of workspace \"a\"\n"
+        "removed 1 key from namespace \"sessions\" of workspace \"a\"\n"
     );
     assert_eq!(ok(env.cubby(&["kv", "list", "-w", "a"])), "k\n");
     // A mistyped duration is a usage error that shows what is expected.
     let bad = env.cubby(&["kv", "set", "-w", "a", "k", "v", "--ttl", "soon"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("try e.g. 500ms, 30s"));
+}
+
+/// `kv clear` empties exactly the space it names and says which;
+/// `workspace delete` removes every namespace, after a confirmation that a
+/// script gives with `--yes`.
+fn clearing_a_space_and_deleting_a_workspace_say_what_they_removed(place: &Place) {
+    let env = Env::on(place);
+    for (ns, key) in [("", "a"), ("", "b"), ("x", "a"), ("y", "a"), ("y", "b")] {
+        ok(env.cubby(&["kv", "set", "-w", "w", "-n", ns, key, "v"]));
+    }
+    ok(env.cubby(&["kv", "set", "-w", "other", "k", "v"]));
+    assert_eq!(
+        ok(env.cubby(&["kv", "clear", "-w", "w"])),
+        "removed 2 keys from the default space of workspace \"w\"\n"
+    );
+    assert_eq!(
+        ok(env.cubby(&["kv", "list", "-w", "w", "-n", "y"])),
+        "a\nb\n"
+    );
+    // Not confirmed (stdin is not a terminal here): nothing is deleted.
+    let refused = one_line_error(env.cubby(&["workspace", "delete", "-w", "w"]));
+    assert!(refused.contains("Pass --yes to confirm"), "{refused}");
+    assert_eq!(ok(env.cubby(&["kv", "list", "-w", "w", "-n", "x"])), "a\n");
+    assert_eq!(
+        ok(env.cubby(&["workspace", "delete", "-w", "w", "--yes"])),
+        "removed workspace \"w\": 3 keys in all its namespaces\n"
+    );
+    assert_eq!(
+        ok(env.cubby(&["kv", "usage", "-w", "w"])),
+        "namespace\tkeys\tbytes\n(total)\t0\t0\n(quota)\t1000000\t1073741824\n"
+    );
+    assert_eq!(
+        ok(env.cubby(&["workspaces"])),
+        "workspace\tkeys\tbytes\nother\t1\t2\n"
+    );
 }
 
 /// Four host processes at once, each running the counter plugin 250 times
@@ -444,6 +479,7 @@ fn database_urls_that_cannot_be_used_are_one_line_errors() {
 }
 
 cubby_host::conformance_tests!(
+    reopen clearing_a_space_and_deleting_a_workspace_say_what_they_removed,
     reopen counter_counts_per_workspace_and_in_memory_starts_afresh,
     reopen notes_and_kv_inspection,
     reopen namespaces_expiry_quotas_usage_and_prune_from_the_command_line,

@@ -1,0 +1,253 @@
+//! What the user types: the command line, parsed by clap.
+
+use std::path::PathBuf;
+
+use bytesize::ByteSize;
+use clap::{Args, Parser, Subcommand};
+use cubby_host::{Limits, PostgresOptions, Runtime};
+
+pub(crate) const NO_HOME: &str =
+    "cannot find the per-user data folder (is HOME set?); pass --db PATH or --in-memory";
+const DEFAULT_DB_HELP: &str = "The database: a redb file (one process at a time), or a \
+    PostgreSQL URL postgres://USER[:PASSWORD]@HOST[:PORT]/DB that any number of processes share \
+    [default: cubby.redb in the per-user data folder: $XDG_DATA_HOME/cubby or ~/.local/share/cubby \
+    on Linux, ~/Library/Application Support/cubby on macOS, %APPDATA%\\cubby\\data on Windows]";
+
+/// Cubby: run WebAssembly plugins with durable, workspace-scoped key-value storage.
+#[derive(Debug, Parser)]
+#[command(name = "cubby", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Database options")]
+pub(crate) struct DbArgs {
+    #[arg(long, global = true, env = "CUBBY_DB", hide_env_values = true, help = DEFAULT_DB_HELP,
+          value_name = "PATH|URL")]
+    pub(crate) db: Option<String>,
+    /// Use a fresh in-memory database that is gone when the command ends.
+    #[arg(long, global = true, conflicts_with = "db")]
+    pub(crate) in_memory: bool,
+    /// Do not flush every commit to disk: faster, but a crash can lose about
+    /// the last second of writes (never corrupting the database). With
+    /// PostgreSQL this sets synchronous_commit=off for Cubby's sessions.
+    #[arg(long, global = true)]
+    pub(crate) relaxed: bool,
+    /// Skip checking every page's checksum when opening a redb file (faster
+    /// for large files; damage is then not detected up front).
+    #[arg(long, global = true)]
+    pub(crate) no_verify: bool,
+    /// PostgreSQL: most connections this process opens.
+    #[arg(long, global = true, value_name = "N",
+          default_value_t = PostgresOptions::default().pool_size)]
+    pub(crate) pool_size: usize,
+    /// PostgreSQL: longest time one statement may run, and longest wait for a
+    /// free connection (e.g. 5s).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration,
+          default_value_t = PostgresOptions::default().statement_timeout.into())]
+    pub(crate) statement_timeout: humantime::Duration,
+    /// Longest key, in bytes.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = Limits::default().max_key_bytes)]
+    pub(crate) max_key_bytes: usize,
+    /// Largest value (e.g. 1MiB, 4096).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size,
+          default_value_t = ByteSize::b(Limits::default().max_value_bytes as u64))]
+    pub(crate) max_value_size: ByteSize,
+    /// Largest page a plugin may ask for when listing keys.
+    #[arg(long, global = true, value_name = "N", default_value_t = Limits::default().max_page_size)]
+    pub(crate) max_page_size: u32,
+    /// Most operations in one batch or transaction.
+    #[arg(long, global = true, value_name = "N", default_value_t = Limits::default().max_batch_ops)]
+    pub(crate) max_batch: u32,
+    /// Default quota: most bytes (keys plus values) one workspace may hold.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size,
+          default_value_t = ByteSize::b(Limits::default().max_bytes_per_workspace))]
+    pub(crate) quota_bytes: ByteSize,
+    /// Default quota: most keys one workspace may hold.
+    #[arg(long, global = true, value_name = "N", default_value_t = Limits::default().max_keys_per_workspace)]
+    pub(crate) quota_keys: u64,
+    /// The quota of one workspace, replacing the defaults for it:
+    /// WORKSPACE=SIZE or WORKSPACE=SIZE,KEYS (e.g. team-a=10MiB,5000).
+    /// Repeat for more workspaces.
+    #[arg(long = "quota", global = true, value_name = "WORKSPACE=SIZE[,KEYS]", value_parser = parse_quota)]
+    pub(crate) quotas: Vec<(String, QuotaArg)>,
+}
+
+/// A `--quota` value: bytes, and keys if given.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QuotaArg {
+    pub(crate) bytes: u64,
+    pub(crate) keys: Option<u64>,
+}
+
+fn parse_quota(arg: &str) -> Result<(String, QuotaArg), String> {
+    let (ws, limits) = arg
+        .split_once('=')
+        .ok_or("expected WORKSPACE=SIZE or WORKSPACE=SIZE,KEYS")?;
+    let (bytes, keys) = match limits.split_once(',') {
+        Some((bytes, keys)) => (bytes, Some(keys)),
+        None => (limits, None),
+    };
+    let bytes = parse_size(bytes)?.as_u64();
+    let keys = keys
+        .map(|k| {
+            k.trim()
+                .parse::<u64>()
+                .map_err(|e| format!("bad key count {k:?}: {e}"))
+        })
+        .transpose()?;
+    Ok((ws.to_owned(), QuotaArg { bytes, keys }))
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a command-style plugin (one with `fn main`, exporting wasi:cli/run).
+    Run {
+        /// The plugin: a component built for wasm32-wasip2.
+        plugin: PathBuf,
+        #[command(flatten)]
+        opts: PluginArgs,
+        /// Arguments passed to the plugin (after `--`).
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Call a request/response plugin (exporting cubby:storage/handler) and
+    /// print its response.
+    Call {
+        /// The plugin: a component built for wasm32-wasip2.
+        plugin: PathBuf,
+        #[command(flatten)]
+        opts: PluginArgs,
+        /// The request: text, or @FILE to read it from a file, or @- for stdin.
+        #[arg(long, short, value_name = "TEXT|@FILE", default_value = "")]
+        input: String,
+    },
+    /// Inspect and edit a workspace's keys.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// List the workspaces that hold data, with their usage (tab-separated:
+    /// workspace, keys, bytes of keys and values).
+    Workspaces,
+    /// Manage whole workspaces.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkspaceCommand {
+    /// Delete a workspace: every key of every namespace, and its usage.
+    Delete {
+        /// The workspace.
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+        /// Do not ask for confirmation (required when stdin is not a
+        /// terminal, as in scripts).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Plugin options")]
+pub(crate) struct PluginArgs {
+    /// The workspace the plugin's storage is bound to.
+    #[arg(long, short, value_name = "ID")]
+    pub(crate) workspace: String,
+    /// Longest time the plugin may run (e.g. 500ms, 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value_t = Runtime::DEFAULT_TIMEOUT.into())]
+    pub(crate) timeout: humantime::Duration,
+    /// Most linear memory the plugin may use (e.g. 64MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          default_value_t = ByteSize::b(Runtime::DEFAULT_MAX_MEMORY_BYTES as u64))]
+    pub(crate) max_memory: ByteSize,
+    /// Folder for compiled plugins [default: the per-user cache folder, e.g. ~/.cache/cubby].
+    #[arg(long, value_name = "DIR", env = "CUBBY_CACHE_DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Compile the plugin every time instead of caching it.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub(crate) no_cache: bool,
+}
+
+/// Which keys a `kv` command works on.
+#[derive(Debug, Args)]
+pub(crate) struct KvTarget {
+    /// The workspace.
+    #[arg(long, short, value_name = "ID")]
+    pub(crate) workspace: String,
+    /// The namespace inside the workspace (default: the default space).
+    #[arg(long, short, value_name = "NAME", default_value = "")]
+    pub(crate) namespace: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KvCommand {
+    /// Print the value of a key (exits with 1 if it is missing or expired).
+    Get {
+        #[command(flatten)]
+        target: KvTarget,
+        /// The key.
+        key: String,
+    },
+    /// Set a key to a value.
+    Set {
+        #[command(flatten)]
+        target: KvTarget,
+        /// The key.
+        key: String,
+        /// The value: text, or @FILE to read it from a file, or @- for stdin.
+        value: String,
+        /// Expire the key after this long (e.g. 30s, 10m, 1day).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ttl: Option<humantime::Duration>,
+    },
+    /// Delete a key (exits with 1 if it was missing).
+    Delete {
+        #[command(flatten)]
+        target: KvTarget,
+        /// The key.
+        key: String,
+    },
+    /// List keys, one per line, in byte order.
+    List {
+        #[command(flatten)]
+        target: KvTarget,
+        /// Only keys that start with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Print at most this many keys.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Show a workspace's usage against its quota, per namespace.
+    Usage {
+        /// The workspace.
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+    },
+    /// Delete every key of one namespace, or of the default space (to delete
+    /// a whole workspace: cubby workspace delete).
+    Clear {
+        #[command(flatten)]
+        target: KvTarget,
+    },
+    /// Remove every expired entry now (the host also does it in the
+    /// background); prints how many.
+    Prune,
+}
+
+/// A duration such as `500ms`, `30s`, `10m` or `1day`, with an error that
+/// says so (humantime's own only names the position of the problem).
+pub(crate) fn parse_duration(s: &str) -> Result<humantime::Duration, String> {
+    s.parse::<humantime::Duration>()
+        .map_err(|e| format!("{e} (try e.g. 500ms, 30s, 10m or 1day)"))
+}
+
+pub(crate) fn parse_size(s: &str) -> Result<ByteSize, String> {
+    s.parse::<ByteSize>()
+        .map_err(|e| format!("{e} (try a number of bytes or e.g. 64MiB)"))
+}

@@ -1,0 +1,292 @@
+//! Carrying out a command: every action is a call of the cubby-host library.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use cubby_host::{
+    Durability, Namespace, Output, PostgresOptions, Quota, Runtime, Storage, StorageOptions,
+    WriteOptions,
+};
+
+use crate::args::{
+    Cli, Command, DbArgs, KvCommand, KvTarget, NO_HOME, PluginArgs, WorkspaceCommand,
+};
+use crate::defaults;
+
+impl KvTarget {
+    fn open(&self, storage: &Storage) -> Result<Namespace> {
+        Ok(storage
+            .workspace(&self.workspace)?
+            .namespace(&self.namespace)?)
+    }
+
+    fn describe(&self) -> String {
+        match self.namespace.as_str() {
+            "" => format!("the default space of workspace {:?}", self.workspace),
+            ns => format!("namespace {ns:?} of workspace {:?}", self.workspace),
+        }
+    }
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    let storage = open_storage(&cli.db)?;
+    match cli.command {
+        Command::Run { plugin, opts, args } => {
+            let workspace = storage.workspace(&opts.workspace)?;
+            let runtime = runtime(&opts, true)?;
+            let name = plugin
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "plugin".into());
+            let argv: Vec<String> = std::iter::once(name).chain(args).collect();
+            let out = block_on(async {
+                let plugin = runtime.load_file(&plugin).await?;
+                anyhow::Ok(plugin.run(&workspace, &argv).await?)
+            })?;
+            Ok(ExitCode::from(u8::try_from(out.exit_code).unwrap_or(1)))
+        }
+        Command::Call {
+            plugin,
+            opts,
+            input,
+        } => {
+            let request = read_arg(&input)?;
+            let workspace = storage.workspace(&opts.workspace)?;
+            let runtime = runtime(&opts, false)?;
+            let response = block_on(async {
+                let plugin = runtime.load_file(&plugin).await?;
+                anyhow::Ok(plugin.call(&workspace, &request).await?)
+            })?;
+            print_bytes(&response)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kv(kv) => kv_command(&storage, kv),
+        Command::Workspace(WorkspaceCommand::Delete { workspace, yes }) => {
+            let ws = storage.workspace(&workspace)?;
+            if !yes {
+                confirm(&format!(
+                    "delete workspace {workspace:?} (every key of every namespace) from {}?",
+                    storage.location()
+                ))?;
+            }
+            let removed = ws.clear_all()?;
+            println!(
+                "removed workspace {workspace:?}: {} in all its namespaces",
+                keys(removed)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workspaces => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "workspace\tkeys\tbytes")?;
+            for (id, usage) in storage.workspaces()? {
+                writeln!(out, "{id}\t{}\t{}", usage.keys, usage.bytes)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match kv {
+        KvCommand::Get { target, key } => match target.open(storage)?.get(&key)? {
+            Some(value) => print_bytes(&value)?,
+            None => bail!("key {key:?} not found in {}", target.describe()),
+        },
+        KvCommand::Set {
+            target,
+            key,
+            value,
+            ttl,
+        } => {
+            let value = read_arg(&value)?;
+            let mut options = WriteOptions::default();
+            if let Some(ttl) = ttl {
+                options = options.ttl(ttl.into());
+            }
+            target.open(storage)?.set_with(&key, value, options)?;
+        }
+        KvCommand::Delete { target, key } => {
+            if !target.open(storage)?.delete(&key)? {
+                bail!("key {key:?} not found in {}", target.describe());
+            }
+        }
+        KvCommand::List {
+            target,
+            prefix,
+            limit,
+        } => {
+            let ns = target.open(storage)?;
+            for key in ns.keys(prefix.as_deref()).take(limit.unwrap_or(usize::MAX)) {
+                writeln!(out, "{}", printable(&key?))?;
+            }
+        }
+        KvCommand::Usage { workspace } => {
+            let ws = storage.workspace(&workspace)?;
+            let (usage, quota) = (ws.usage()?, ws.quota());
+            writeln!(out, "namespace\tkeys\tbytes")?;
+            let default = ws.default_space().usage()?;
+            if default.keys > 0 {
+                writeln!(out, "(default)\t{}\t{}", default.keys, default.bytes)?;
+            }
+            let mut cursor = None;
+            loop {
+                let page = ws.namespaces(cursor.as_deref(), None)?;
+                for name in page.keys {
+                    let u = ws.namespace(&name)?.usage()?;
+                    writeln!(out, "{}\t{}\t{}", printable(&name), u.keys, u.bytes)?;
+                }
+                match page.cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            writeln!(out, "(total)\t{}\t{}", usage.keys, usage.bytes)?;
+            writeln!(out, "(quota)\t{}\t{}", quota.max_keys, quota.max_bytes)?;
+        }
+        KvCommand::Clear { target } => {
+            let removed = target.open(storage)?.clear_all()?;
+            writeln!(out, "removed {} from {}", keys(removed), target.describe())?;
+        }
+        KvCommand::Prune => {
+            let report = storage.prune()?;
+            writeln!(out, "removed {} expired entries", report.removed)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_storage(args: &DbArgs) -> Result<Storage> {
+    let mut options = StorageOptions::default();
+    options.limits.max_key_bytes = args.max_key_bytes;
+    options.limits.max_value_bytes =
+        usize::try_from(args.max_value_size.as_u64()).context("--max-value-size is too large")?;
+    options.limits.max_page_size = args.max_page_size;
+    options.limits.max_batch_ops = args.max_batch;
+    options.limits.max_bytes_per_workspace = args.quota_bytes.as_u64();
+    options.limits.max_keys_per_workspace = args.quota_keys;
+    for (ws, q) in &args.quotas {
+        let quota = Quota {
+            max_bytes: q.bytes,
+            max_keys: q.keys.unwrap_or(args.quota_keys),
+        };
+        options.quotas.insert(ws.clone(), quota);
+    }
+    options.verify_on_open = !args.no_verify;
+    options.postgres = PostgresOptions::default()
+        .pool_size(args.pool_size)
+        .statement_timeout(args.statement_timeout.into());
+    if args.relaxed {
+        options.durability = Durability::Relaxed;
+    }
+    if args.in_memory {
+        return Ok(Storage::in_memory(options)?);
+    }
+    match args.db.as_deref() {
+        Some(url) if is_postgres_url(url) => Ok(Storage::connect(url, options)?),
+        Some(path) => Ok(Storage::open(path, options)?),
+        None => Ok(Storage::open(
+            defaults::database_path().context(NO_HOME)?,
+            options,
+        )?),
+    }
+}
+
+/// Whether `--db` names a PostgreSQL database rather than a redb file.
+fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+fn runtime(opts: &PluginArgs, inherit_stdin: bool) -> Result<Runtime> {
+    let mut builder = Runtime::builder()
+        .timeout(opts.timeout.into())
+        .max_memory_bytes(
+            usize::try_from(opts.max_memory.as_u64()).context("--max-memory is too large")?,
+        )
+        .stdout(Output::Inherit)
+        .stderr(Output::Inherit)
+        .inherit_stdin(inherit_stdin);
+    if !opts.no_cache {
+        let dir = match &opts.cache_dir {
+            // wasmtime wants an absolute path; a relative one is meant
+            // relative to the working directory.
+            Some(dir) => std::path::absolute(dir)
+                .with_context(|| format!("cannot use {} as the cache folder", dir.display()))?,
+            None => defaults::cache_dir().context(NO_HOME)?,
+        };
+        builder = builder.cache_dir(dir);
+    }
+    Ok(builder.build()?)
+}
+
+fn block_on<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f)
+}
+
+/// `TEXT`, `@FILE` or `@-` (stdin).
+fn read_arg(arg: &str) -> Result<Vec<u8>> {
+    match arg.strip_prefix('@') {
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .context("cannot read stdin")?;
+            Ok(buf)
+        }
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {path}")),
+        None => Ok(arg.as_bytes().to_vec()),
+    }
+}
+
+/// Writes bytes as they are, with a newline after them on a terminal.
+fn print_bytes(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    if out.is_terminal() && !bytes.ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A key as one line: keys with control characters are shown escaped, in quotes.
+fn printable(key: &str) -> String {
+    if key.chars().any(char::is_control) {
+        format!("{key:?}")
+    } else {
+        key.to_owned()
+    }
+}
+
+/// Asks a yes/no question on the terminal; an error unless the answer is
+/// yes. Without a terminal, as in a script, it refuses: pass `--yes`.
+fn confirm(question: &str) -> Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("not confirmed: {question} Pass --yes to confirm (stdin is not a terminal)");
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    stdin
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    match answer.trim() {
+        "y" | "Y" | "yes" => Ok(()),
+        _ => bail!("cancelled; nothing was deleted"),
+    }
+}
+
+/// "1 key", "2 keys".
+fn keys(n: u64) -> String {
+    if n == 1 {
+        "1 key".to_owned()
+    } else {
+        format!("{n} keys")
+    }
+}
