@@ -32,15 +32,16 @@
 
 #![deny(missing_docs)]
 
-mod bindings;
+pub mod bindings;
 mod context;
 mod engine;
+mod host;
 mod runtime;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 
-pub use context::{StorageCtx, add_to_linker};
+pub use context::{StorageCtx, add_to_linker, add_to_linker_async};
 pub use engine::{
     Action, BoxError, Cleared, Clock, Condition, Durability, Entry, KeyPage, Keys, Limits,
     MAX_NAMESPACE_BYTES, ManualClock, Namespace, Op, OpenError, Outcome, PostgresOptions,

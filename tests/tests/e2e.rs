@@ -315,6 +315,10 @@ async fn bad_components_are_clear_errors() {
         .await
         .unwrap_err();
     assert!(matches!(err, LoadError::MissingExport { .. }), "{err}");
+    assert!(
+        err.to_string().contains("`cubby:storage/handler@0.2.0`"),
+        "names the versioned interface the bindings look for: {err}"
+    );
 
     let imports_unknown =
         wat::parse_str(r#"(component (import "acme:db/sql" (instance (export "query" (func)))))"#)
@@ -337,6 +341,7 @@ async fn bad_components_are_clear_errors() {
     let counter = runtime.load_file(guests::COUNTER).await.unwrap();
     let err = counter.call(&ws, b"").await.unwrap_err();
     assert!(matches!(err, CallError::NotAHandler { .. }), "{err}");
+    assert!(err.to_string().contains("@0.2.0"), "{err}");
     let notes = runtime.load_file(guests::NOTES).await.unwrap();
     let err = notes.run(&ws, &[]).await.unwrap_err();
     assert!(matches!(err, CallError::NotACommand { .. }), "{err}");

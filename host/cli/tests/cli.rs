@@ -204,6 +204,7 @@ fn errors_are_one_clear_line() {
     assert!(e.contains("cannot read /no/such.wasm"), "{e}");
     let e = one_line_error(env.cubby(&["call", guests::COUNTER, "-w", "a"]));
     assert!(e.contains("does not export `cubby:storage/handler"), "{e}");
+    assert!(e.contains("`cubby:storage/handler@0.2.0`"), "{e}");
     let e = one_line_error(env.cubby(&["run", guests::NOTES, "-w", "a"]));
     assert!(e.contains("does not export `wasi:cli/run`"), "{e}");
     let e = one_line_error(env.cubby(&["run", guests::COUNTER, "-w", "../etc"]));

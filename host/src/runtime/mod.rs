@@ -1,0 +1,314 @@
+//! The embedding API: a [`Runtime`] that loads components once and runs each
+//! call in a fresh, sandboxed store bound to the workspace the caller names.
+//!
+//! - this file: [`RuntimeBuilder`], [`Runtime`], loading;
+//! - `plugin.rs`: [`Plugin`], calling and running;
+//! - `store.rs`: one call's store (WASI, storage context, memory limit);
+//! - `error.rs`: [`RuntimeError`], [`LoadError`], [`CallError`].
+//!
+//! The runtime is built from the public parts an embedder with its own
+//! wasmtime setup uses: [`add_to_linker`](crate::add_to_linker),
+//! [`StorageCtx`](crate::StorageCtx) and
+//! [`bindings::sync::PluginPre`](crate::bindings::sync::PluginPre).
+
+mod error;
+mod plugin;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+
+pub use error::{CallError, LoadError, RuntimeError};
+pub use plugin::{Plugin, RunOutput};
+
+use crate::bindings::sync::PluginPre;
+use error::quoted_name;
+use store::HostState;
+
+/// How often the epoch ticker advances; the resolution of the time limit.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Where a plugin's stdout or stderr goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Discarded (the default: a plugin has no ambient authority).
+    #[default]
+    Discard,
+    /// Written to the host process's own stream.
+    Inherit,
+    /// Kept (up to 1 MiB per call) and returned in [`RunOutput`] by
+    /// [`Plugin::run`]; discarded by [`Plugin::call`].
+    Capture,
+}
+
+/// Configures and builds a [`Runtime`].
+///
+/// Defaults: 64 MiB of linear memory per instance, 10 s of wall-clock time per
+/// call, stdout and stderr discarded, no stdin, no compilation cache.
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    max_memory_bytes: usize,
+    timeout: Duration,
+    stdout: Output,
+    stderr: Output,
+    inherit_stdin: bool,
+    cache_dir: Option<PathBuf>,
+    engine: Option<Engine>,
+}
+
+impl RuntimeBuilder {
+    /// The most linear memory one instance may grow to, in bytes. A plugin
+    /// that asks for more is stopped with [`CallError::MemoryLimit`].
+    pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+
+    /// The longest one call may run (wall-clock, enforced by epoch
+    /// interruption to within about 10 ms). A plugin that runs longer is
+    /// stopped with [`CallError::Timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Where plugins' stdout goes.
+    pub fn stdout(mut self, output: Output) -> Self {
+        self.stdout = output;
+        self
+    }
+
+    /// Where plugins' stderr goes.
+    pub fn stderr(mut self, output: Output) -> Self {
+        self.stderr = output;
+        self
+    }
+
+    /// Whether plugins read the host process's stdin (default: stdin is
+    /// closed).
+    pub fn inherit_stdin(mut self, inherit: bool) -> Self {
+        self.inherit_stdin = inherit;
+        self
+    }
+
+    /// Caches compiled components in `dir`, keyed by the component's hash and
+    /// the engine's configuration, so a later process loads them in
+    /// milliseconds instead of compiling again. Only for the engine the
+    /// runtime creates (not with [`engine`](Self::engine)).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Runs plugins on an engine of the embedder's own instead of one the
+    /// runtime creates, so that components compiled for it can be shared.
+    /// Create it from [`Runtime::engine_config`] (extended as you like): the
+    /// time limit needs epoch interruption, and the runtime increments the
+    /// engine's epoch every 10 ms.
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Builds the runtime: configures the wasmtime engine, links WASI (with no
+    /// preopens, environment or network) and the storage interface, and starts
+    /// the epoch ticker that enforces the time limit.
+    pub fn build(mut self) -> Result<Runtime, RuntimeError> {
+        let engine = match self.engine.take() {
+            Some(_) if self.cache_dir.is_some() => return Err(RuntimeError::CacheWithOwnEngine),
+            Some(engine) => engine,
+            None => {
+                let mut config = Runtime::engine_config();
+                if let Some(dir) = &self.cache_dir {
+                    let mut cache = wasmtime::CacheConfig::new();
+                    cache.with_directory(dir);
+                    let cache = wasmtime::Cache::new(cache).map_err(|e| RuntimeError::Cache {
+                        dir: dir.clone(),
+                        source: e.into(),
+                    })?;
+                    config.cache(Some(cache));
+                }
+                Engine::new(&config).map_err(|e| RuntimeError::Engine(e.into()))?
+            }
+        };
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| crate::add_to_linker(&mut linker, |s: &mut HostState| &mut s.storage))
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
+        start_epoch_ticker(&engine).map_err(|e| RuntimeError::Engine(e.into()))?;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                config: self,
+            }),
+        })
+    }
+}
+
+/// Loads plugins (compiling each once) and holds the limits every call runs
+/// under. Cheap to clone. Which data a call sees is chosen per call, by the
+/// [`Workspace`](crate::Workspace) handle the host passes to [`Plugin::call`] or
+/// [`Plugin::run`].
+///
+/// ```
+/// use cubby_host::Runtime;
+/// # fn main() -> anyhow::Result<()> {
+/// let runtime = Runtime::builder()
+///     .timeout(std::time::Duration::from_secs(5))
+///     .max_memory_bytes(32 << 20)
+///     .build()?;
+/// # let _ = runtime;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: RuntimeBuilder,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// The default wall-clock limit of one call.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The default linear-memory limit of one instance, in bytes.
+    pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
+
+    /// A builder with the default limits.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
+            timeout: Self::DEFAULT_TIMEOUT,
+            stdout: Output::Discard,
+            stderr: Output::Discard,
+            inherit_stdin: false,
+            cache_dir: None,
+            engine: None,
+        }
+    }
+
+    /// The wasmtime configuration Cubby's runtime needs (the component
+    /// model, epoch interruption for the time limit), to extend when you
+    /// create an engine for [`RuntimeBuilder::engine`].
+    pub fn engine_config() -> wasmtime::Config {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        config
+    }
+
+    /// The wasmtime engine plugins are compiled for and run on.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The limits and stdio policy every call runs under.
+    pub(crate) fn config(&self) -> &RuntimeBuilder {
+        &self.inner.config
+    }
+
+    /// Reads, compiles and pre-instantiates the component at `path`.
+    ///
+    /// Compilation runs on a blocking thread. See [`Runtime::load_bytes`] for
+    /// the errors.
+    pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin, LoadError> {
+        let path = path.as_ref();
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        self.load_bytes(path.display().to_string(), bytes).await
+    }
+
+    /// Compiles and pre-instantiates a component from its bytes; `name` is
+    /// used in messages.
+    ///
+    /// Errors: the bytes are not WebAssembly, are a core module instead of a
+    /// component, do not validate, import something this host does not
+    /// provide, or export neither `cubby:storage/handler` nor `wasi:cli/run`.
+    pub async fn load_bytes(
+        &self,
+        name: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<Plugin, LoadError> {
+        let name = name.into();
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || runtime.load_blocking(name, &bytes))
+            .await
+            .map_err(|e| LoadError::Host(Box::new(e)))?
+    }
+
+    fn load_blocking(&self, name: String, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
+            Some([0, b'a', b's', b'm', _, _, 0, 0]) => return Err(LoadError::CoreModule { name }),
+            _ => return Err(LoadError::NotWasm { name }),
+        }
+        let component =
+            Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid {
+                name: name.clone(),
+                source: e.into(),
+            })?;
+        let pre: InstancePre<HostState> =
+            self.inner.linker.instantiate_pre(&component).map_err(|e| {
+                LoadError::UnsatisfiedImport {
+                    name: name.clone(),
+                    import: quoted_name(&e).unwrap_or_else(|| "an interface".into()),
+                    source: e.into(),
+                }
+            })?;
+        let command = CommandPre::new(pre.clone()).ok();
+        // Without the handler, the bindings' error names its interface.
+        let handler = PluginPre::new(pre).map_err(|e| {
+            let handler = quoted_name(&e).unwrap_or_else(|| "cubby:storage/handler".into());
+            (handler, e)
+        });
+        let handler = match (handler, &command) {
+            (Ok(handler), _) => Ok(handler),
+            (Err((handler, _)), Some(_)) => Err(handler),
+            (Err((handler, e)), None) => {
+                return Err(LoadError::MissingExport {
+                    name,
+                    handler,
+                    source: e.into(),
+                });
+            }
+        };
+        Ok(Plugin::new(self.clone(), name, handler, command))
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("cubby-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+}

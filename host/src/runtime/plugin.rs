@@ -1,0 +1,190 @@
+//! [`Plugin`]: a loaded component, called in a fresh store each time.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+
+use super::store::{Captured, HostState, new_store};
+use super::{CallError, Runtime};
+use crate::bindings::sync::PluginPre;
+use crate::engine::Workspace;
+
+/// A loaded, pre-instantiated component. Cheap to clone; each call gets a
+/// fresh instance, so no state is shared between calls except through storage.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    runtime: Runtime,
+    name: String,
+    /// The handler, or (when the component lacks it) its interface's name
+    /// as the bindings looked it up.
+    handler: Result<PluginPre<HostState>, String>,
+    command: Option<CommandPre<HostState>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.inner.name)
+            .field("handler", &self.is_handler())
+            .field("command", &self.is_command())
+            .finish()
+    }
+}
+
+/// What a command-style plugin left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The exit code: 0 when `main` returned normally, the code passed to
+    /// `std::process::exit` otherwise, 1 when `main` returned an error.
+    pub exit_code: i32,
+    /// Captured stdout (empty unless [`Output::Capture`](crate::Output::Capture)).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (empty unless [`Output::Capture`](crate::Output::Capture)).
+    pub stderr: Vec<u8>,
+}
+
+impl Plugin {
+    pub(crate) fn new(
+        runtime: Runtime,
+        name: String,
+        handler: Result<PluginPre<HostState>, String>,
+        command: Option<CommandPre<HostState>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(PluginInner {
+                runtime,
+                name,
+                handler,
+                command,
+            }),
+        }
+    }
+
+    /// The name the plugin was loaded under (its path, for files).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether it exports `cubby:storage/handler` (can be [`call`](Self::call)ed).
+    pub fn is_handler(&self) -> bool {
+        self.inner.handler.is_ok()
+    }
+
+    /// Whether it exports `wasi:cli/run` (can be [`run`](Self::run)).
+    pub fn is_command(&self) -> bool {
+        self.inner.command.is_some()
+    }
+
+    /// Calls the plugin's `handle` export with `request`, in a fresh instance
+    /// bound to `workspace`, on a blocking thread.
+    ///
+    /// Errors: a plugin that is not a handler, the plugin's own error
+    /// ([`CallError::Plugin`]), a trap, the time or memory limit. None of them
+    /// affects other calls or workspaces.
+    pub async fn call(&self, workspace: &Workspace, request: &[u8]) -> Result<Vec<u8>, CallError> {
+        let this = self.clone();
+        let workspace = workspace.clone();
+        let request = request.to_vec();
+        on_blocking_thread(move || this.call_blocking(&workspace, &request)).await
+    }
+
+    fn call_blocking(&self, workspace: &Workspace, request: &[u8]) -> Result<Vec<u8>, CallError> {
+        let pre = self
+            .inner
+            .handler
+            .as_ref()
+            .map_err(|handler| CallError::NotAHandler {
+                name: self.inner.name.clone(),
+                handler: handler.clone(),
+            })?;
+        let runtime = &self.inner.runtime;
+        let (mut store, _captured) = new_store(runtime, workspace, &[]);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(runtime, &store, e))?;
+        instance
+            .cubby_storage_handler()
+            .call_handle(&mut store, request)
+            .map_err(|e| classify(runtime, &store, e))?
+            .map_err(CallError::Plugin)
+    }
+
+    /// Runs the plugin's `main` (`wasi:cli/run`) with `args` (`args[0]` is the
+    /// program name a plugin sees), in a fresh instance bound to `workspace`,
+    /// on a blocking thread.
+    pub async fn run(
+        &self,
+        workspace: &Workspace,
+        args: &[String],
+    ) -> Result<RunOutput, CallError> {
+        let this = self.clone();
+        let workspace = workspace.clone();
+        let args = args.to_vec();
+        on_blocking_thread(move || this.run_blocking(&workspace, &args)).await
+    }
+
+    fn run_blocking(&self, workspace: &Workspace, args: &[String]) -> Result<RunOutput, CallError> {
+        let pre = self
+            .inner
+            .command
+            .as_ref()
+            .ok_or_else(|| CallError::NotACommand {
+                name: self.inner.name.clone(),
+            })?;
+        let runtime = &self.inner.runtime;
+        let (mut store, captured) = new_store(runtime, workspace, args);
+        let result = pre
+            .instantiate(&mut store)
+            .and_then(|command| command.wasi_cli_run().call_run(&mut store));
+        let exit_code = match result {
+            Ok(Ok(())) => 0,
+            Ok(Err(())) => 1,
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(exit) => exit.0,
+                None => return Err(classify(runtime, &store, e)),
+            },
+        };
+        Ok(RunOutput {
+            exit_code,
+            stdout: Captured::take(captured.stdout),
+            stderr: Captured::take(captured.stderr),
+        })
+    }
+}
+
+/// Runs a call on tokio's blocking pool; a task that could not run is the
+/// host's failure, not the plugin's.
+async fn on_blocking_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CallError> + Send + 'static,
+) -> Result<T, CallError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CallError::Host(Box::new(e)))?
+}
+
+/// Turns a wasmtime error from instantiating or calling into a [`CallError`].
+fn classify(runtime: &Runtime, store: &Store<HostState>, e: wasmtime::Error) -> CallError {
+    let config = runtime.config();
+    if let Some(requested) = store.data().limiter.refused {
+        return CallError::MemoryLimit {
+            limit: config.max_memory_bytes,
+            requested,
+        };
+    }
+    // The full error carries the guest's wasm backtrace over many lines:
+    // useful to a plugin author, so it is logged; the caller gets the trap.
+    tracing::debug!(plugin_error = ?e, "plugin call failed");
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => CallError::Timeout {
+            limit: config.timeout,
+        },
+        Some(trap) => CallError::Trap(Box::new(*trap)),
+        None => CallError::Trap(e.root_cause().to_string().into()),
+    }
+}
