@@ -9,25 +9,115 @@
 //!    keeps the data, an embedded redb file ([`Storage::open`]) or a
 //!    PostgreSQL-protocol database shared by many processes
 //!    ([`Storage::connect`]);
-//! 2. the glue ([`StorageCtx`], [`add_to_linker`]): the `cubby:storage`
-//!    imports bound to one workspace;
+//! 2. the glue ([`StorageCtx`], [`add_to_linker`], [`add_to_linker_async`],
+//!    [`bindings`]): the `cubby:storage` imports bound to one workspace,
+//!    and typed bindings of the `plugin` world;
 //! 3. the runtime ([`Runtime`], [`Plugin`]): components compiled once, each
-//!    call in a fresh sandboxed store with memory and time limits;
-//! 4. the `cubby` command-line tool (the `cli` module, not public API).
+//!    call in a fresh sandboxed store with memory and time limits. It is
+//!    built from the parts of layer 2.
 //!
-//! ```no_run
+//! The `cubby` command-line tool is a separate crate, `cubby-cli`.
+//!
+//! # Batteries included: [`Runtime`]
+//!
+//! The same example as the README's "Embedding the host":
+//!
+//! ```
 //! use cubby_host::{Runtime, Storage, StorageOptions};
 //!
 //! #[tokio::main]
 //! async fn main() -> anyhow::Result<()> {
-//!     let storage = Storage::open("data/cubby.redb", StorageOptions::default())?;
-//!     let runtime = Runtime::builder().build()?;
-//!     let notes = runtime.load_file("notes.wasm").await?;
+//!     // One database per process: a file (`Storage::open`), memory, or a
+//!     // PostgreSQL database shared with other processes (`Storage::connect`).
+//!     let storage = Storage::in_memory(StorageOptions::default())?;
+//!     // One runtime: the wasmtime engine, limits, WASI policy.
+//!     let runtime = Runtime::builder()
+//!         .timeout(std::time::Duration::from_secs(5))
+//!         .max_memory_bytes(64 << 20)
+//!         .build()?;
+//!     // Compiled and pre-instantiated once (here, the example plugin built by the tests).
+//!     let notes = runtime.load_file(cubby_artifacts::NOTES).await?;
+//!
+//!     // The host decides which workspace each call sees.
 //!     let team_a = storage.workspace("team-a")?;
-//!     let reply = notes.call(&team_a, br#"{"op":"add","text":"hi"}"#).await?;
-//!     println!("{}", String::from_utf8_lossy(&reply));
+//!     let reply = notes.call(&team_a, br#"{"op":"add","text":"hello"}"#).await?;
+//!     assert_eq!(reply, br#"{"id":1,"text":"hello"}"#);
+//!
+//!     // The host can read the same data directly.
+//!     assert!(team_a.exists("note/00000000000000000001")?);
+//!     assert!(!storage.workspace("team-b")?.exists("note/00000000000000000001")?);
 //!     Ok(())
 //! }
+//! ```
+//!
+//! # An application's own wasmtime setup
+//!
+//! An application that owns its `Engine`, `Linker` and `Store` (because it
+//! links other interfaces of its own, uses fuel, or pools instances) adds
+//! Cubby's imports to its linker with [`add_to_linker`] (sync) or
+//! [`add_to_linker_async`], keeps a [`StorageCtx`] in its store data, and
+//! calls `handle` through [`bindings::sync::PluginPre`] (or
+//! [`bindings::PluginPre`]). The same as `examples/byo_linker.rs`:
+//!
+//! ```
+//! use cubby_host::bindings::sync::PluginPre;
+//! use cubby_host::{Storage, StorageCtx, StorageOptions};
+//! use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+//! use wasmtime::{Engine, Store};
+//! use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+//!
+//! // An interface of the application's own.
+//! wasmtime::component::bindgen!({
+//!     inline: "package example:app;
+//!              interface clock { now-ms: func() -> u64; }
+//!              world app-plugin { import clock; }",
+//! });
+//!
+//! struct App {
+//!     wasi: WasiCtx,
+//!     table: ResourceTable,
+//!     storage: StorageCtx,
+//! }
+//!
+//! impl WasiView for App {
+//!     fn ctx(&mut self) -> WasiCtxView<'_> {
+//!         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+//!     }
+//! }
+//!
+//! impl example::app::clock::Host for App {
+//!     fn now_ms(&mut self) -> u64 {
+//!         1_700_000_000_000
+//!     }
+//! }
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let engine = Engine::default();
+//! let mut linker = Linker::<App>::new(&engine);
+//! wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+//! cubby_host::add_to_linker(&mut linker, |app: &mut App| &mut app.storage)?;
+//! example::app::clock::add_to_linker::<App, HasSelf<App>>(&mut linker, |app| app)?;
+//!
+//! // A plugin that imports both (the `embedded` test guest).
+//! let component = Component::from_file(&engine, cubby_artifacts::EMBEDDED)?;
+//! let plugin = PluginPre::new(linker.instantiate_pre(&component)?)?;
+//!
+//! let storage = Storage::in_memory(StorageOptions::default())?;
+//! let app = App {
+//!     wasi: WasiCtx::builder().build(),
+//!     table: ResourceTable::new(),
+//!     // The application decides which workspace this store sees.
+//!     storage: StorageCtx::new(storage.workspace("team-a")?),
+//! };
+//! let mut store = Store::new(&engine, app);
+//! let instance = plugin.instantiate(&mut store)?;
+//! let reply = instance
+//!     .cubby_storage_handler()
+//!     .call_handle(&mut store, b"ada")?
+//!     .map_err(anyhow::Error::msg)?;
+//! assert_eq!(reply, br#"{"who":"ada","visits":1,"at":1700000000000}"#);
+//! assert_eq!(storage.workspace("team-a")?.get("visits/ada")?.as_deref(), Some(&b"1"[..]));
+//! # Ok(()) }
 //! ```
 
 #![deny(missing_docs)]
@@ -44,10 +134,29 @@ pub mod testing;
 pub use context::{StorageCtx, add_to_linker, add_to_linker_async};
 pub use engine::{
     Action, BoxError, Cleared, Clock, Condition, Durability, Entry, KeyPage, Keys, Limits,
-    MAX_NAMESPACE_BYTES, ManualClock, Namespace, Op, OpenError, Outcome, PostgresOptions,
-    PruneReport, Quota, Storage, StorageError, StorageOptions, SystemClock, Usage, Workspace,
-    WriteOptions,
+    MAX_NAMESPACE_BYTES, ManualClock, Namespace, Op, OpenError, Outcome, PostgresOptions, Quota,
+    Storage, StorageError, StorageOptions, SystemClock, Usage, Workspace, WriteOptions,
 };
 pub use runtime::{
     CallError, LoadError, Output, Plugin, RunOutput, Runtime, RuntimeBuilder, RuntimeError,
 };
+
+#[cfg(test)]
+mod tests {
+    /// The crate's first example is the README's "Embedding the host".
+    #[test]
+    fn the_crate_docs_first_example_is_the_readmes() {
+        let docs: String = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//!"))
+            .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+            .collect();
+        let start = docs.find("```\n").map(|i| i + 4).unwrap_or(0);
+        let example = &docs[start..start + docs[start..].find("```").unwrap_or(0)];
+        assert!(example.contains("Runtime::builder()"), "{example}");
+        assert!(
+            include_str!("../../README.md").contains(example),
+            "the README's embedding example differs from the crate docs'"
+        );
+    }
+}

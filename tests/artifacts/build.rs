@@ -53,6 +53,12 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "probe.wasm",
         "the `probe` test guest (request/response, misbehaves on request)",
     ),
+    (
+        "EMBEDDED",
+        "embedded",
+        "embedded.wasm",
+        "the `embedded` test guest (request/response; imports `example:app/clock`, which the embedder links)",
+    ),
 ];
 
 fn main() {

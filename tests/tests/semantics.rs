@@ -188,7 +188,7 @@ async fn expiry_on_an_injected_clock_through_a_plugin(place: &Place) {
         .await["ok"],
         Value::Null
     );
-    assert_eq!(storage.prune().unwrap().removed, 2);
+    assert_eq!(storage.prune().unwrap(), 2);
     assert_eq!(ws.usage().unwrap(), Usage { keys: 1, bytes: 5 });
     let zero = call(
         &probe,

@@ -152,8 +152,8 @@ fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
             writeln!(out, "removed {} from {}", keys(removed), target.describe())?;
         }
         KvCommand::Prune => {
-            let report = storage.prune()?;
-            writeln!(out, "removed {} expired entries", report.removed)?;
+            let removed = storage.prune()?;
+            writeln!(out, "removed {removed} expired entries")?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -46,8 +46,7 @@ pub use options::{Durability, PostgresOptions, StorageOptions};
 pub use rules::MAX_NAMESPACE_BYTES;
 pub use storage::Storage;
 pub use types::{
-    Action, Cleared, Condition, Entry, KeyPage, Op, Outcome, PruneReport, Quota, Usage,
-    WriteOptions,
+    Action, Cleared, Condition, Entry, KeyPage, Op, Outcome, Quota, Usage, WriteOptions,
 };
 pub use workspace::Workspace;
 

@@ -9,8 +9,7 @@ use super::backend::postgres::PostgresBackend;
 use super::backend::redb::RedbBackend;
 use super::sweeper::{SWEEP_BUDGET, Sweeper};
 use super::{
-    Clock, Limits, OpenError, PruneReport, Quota, StorageError, StorageOptions, Usage, Workspace,
-    rules,
+    Clock, Limits, OpenError, Quota, StorageError, StorageOptions, Usage, Workspace, rules,
 };
 
 /// The database shared by every workspace: an embedded redb file
@@ -177,18 +176,19 @@ impl Storage {
     /// sweeper does the same a pass at a time; expired entries are invisible
     /// either way, pruning frees their space. Safe to run while other
     /// processes sweep the same database.
-    pub fn prune(&self) -> Result<PruneReport, StorageError> {
-        let mut report = PruneReport::default();
+    /// Returns how many entries were removed.
+    pub fn prune(&self) -> Result<u64, StorageError> {
+        let mut removed = 0;
         let mut resume = None;
         loop {
             let pass = self
                 .inner
                 .backend
                 .sweep(resume, SWEEP_BUDGET, self.now_ms())?;
-            report.removed += pass.removed;
+            removed += pass.removed;
             match pass.resume {
                 Some(next) => resume = Some(next),
-                None => return Ok(report),
+                None => return Ok(removed),
             }
         }
     }

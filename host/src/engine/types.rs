@@ -240,10 +240,3 @@ pub struct Cleared {
     /// Whether the namespace is now empty.
     pub done: bool,
 }
-
-/// The result of [`Storage::prune`](crate::Storage::prune).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PruneReport {
-    /// Expired entries removed.
-    pub removed: u64,
-}

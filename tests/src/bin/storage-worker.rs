@@ -73,7 +73,7 @@ fn main() -> Result<()> {
             }
         }
         [_, "prune"] => {
-            let removed = open(background_off())?.prune()?.removed;
+            let removed = open(background_off())?.prune()?;
             writeln!(out, "removed {removed}")?;
         }
         _ => return Err("usage: see the source of storage-worker".into()),
