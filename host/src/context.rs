@@ -1,14 +1,17 @@
 //! The per-store storage context, and adding Cubby's imports to a linker.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::{HasData, Linker, ResourceTable};
 
-use crate::bindings;
 use crate::engine::{StorageError, Workspace};
+use crate::{bindings, keyvalue};
 
-/// The storage state of one store: the [`Workspace`] the host bound it to.
-/// The host creates one for every store; a plugin cannot change it.
+/// The storage state of one store: the [`Workspace`] the host bound it to,
+/// which `wasi:keyvalue` buckets it may open, and the buckets and
+/// compare-and-swap handles it has open. The host creates one for every
+/// store; a plugin cannot change it.
 ///
 /// Keep it in your store's data and give [`add_to_linker`] (or
 /// [`add_to_linker_async`]) a function that finds it there.
@@ -17,19 +20,56 @@ use crate::engine::{StorageError, Workspace};
 /// use cubby_host::{Storage, StorageCtx, StorageOptions};
 /// # fn main() -> anyhow::Result<()> {
 /// let storage = Storage::in_memory(StorageOptions::default())?;
-/// let ctx = StorageCtx::new(storage.workspace("tenant-1")?);
+/// let ctx = StorageCtx::new(storage.workspace("tenant-1")?)
+///     // `wasi:keyvalue` guests may open the default space and "cache" only.
+///     .allow_buckets(["", "cache"]);
 /// assert_eq!(ctx.workspace().id(), "tenant-1");
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StorageCtx {
     workspace: Workspace,
+    pub(crate) buckets: Option<Arc<BTreeSet<String>>>,
+    /// The `wasi:keyvalue` buckets and compare-and-swap handles this store
+    /// has open.
+    pub(crate) table: ResourceTable,
+    /// How many handles `table` holds.
+    pub(crate) handles: usize,
 }
 
 impl StorageCtx {
-    /// A context bound to `workspace`.
+    /// A context bound to `workspace`, whose `wasi:keyvalue` guests may open
+    /// any bucket (any namespace of the workspace).
     pub fn new(workspace: Workspace) -> Self {
-        Self { workspace }
+        Self {
+            workspace,
+            buckets: None,
+            table: ResourceTable::new(),
+            handles: 0,
+        }
+    }
+
+    /// Lets `wasi:keyvalue` guests open only these buckets (`""` is the
+    /// default space). Opening another valid name is `access-denied`; a name
+    /// that is not a valid namespace name is `no-such-store`. This restricts
+    /// `wasi:keyvalue` only: a plugin that imports `cubby:storage` reaches
+    /// every namespace of its workspace (the workspace is the isolation
+    /// boundary).
+    pub fn allow_buckets<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.buckets = Some(bucket_set(names));
+        self
+    }
+
+    /// Sets which buckets `wasi:keyvalue` guests may open, shared between
+    /// contexts; `None` allows every bucket. See
+    /// [`allow_buckets`](Self::allow_buckets).
+    pub(crate) fn with_bucket_policy(mut self, buckets: Option<Arc<BTreeSet<String>>>) -> Self {
+        self.buckets = buckets;
+        self
     }
 
     /// The workspace this context is bound to.
@@ -38,23 +78,42 @@ impl StorageCtx {
     }
 
     /// Runs one blocking engine call on tokio's blocking pool.
-    pub(crate) async fn offload<T: Send + 'static>(
+    /// The future holds no borrow of the context (whose resource table is
+    /// not `Sync`), so it is `Send`.
+    pub(crate) fn offload<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Workspace) -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, StorageError> {
+    ) -> impl Future<Output = Result<T, StorageError>> + Send + 'static {
         let workspace = self.workspace.clone();
-        match tokio::task::spawn_blocking(move || f(&workspace)).await {
-            Ok(result) => result,
-            // The task panicked or its runtime is shutting down: the
-            // host's failure, which the plugin sees as `internal`.
-            Err(e) => Err(StorageError::Backend(Arc::new(e))),
-        }
+        blocking(move || f(&workspace))
     }
 }
 
-/// Adds the `cubby:storage/storage` imports to a linker used with wasmtime's
-/// sync API (`instantiate`, `call`); `get` finds the [`StorageCtx`] in the
-/// store's data.
+/// A set of bucket names, shared by every store of a runtime.
+pub(crate) fn bucket_set<S: Into<String>>(
+    names: impl IntoIterator<Item = S>,
+) -> Arc<BTreeSet<String>> {
+    Arc::new(names.into_iter().map(Into::into).collect())
+}
+
+/// Runs one blocking engine call on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        // The task panicked or its runtime is shutting down: the host's
+        // failure, which the plugin sees as an internal error.
+        Err(e) => Err(StorageError::Backend(Arc::new(e))),
+    }
+}
+
+/// Adds Cubby's imports to a linker used with wasmtime's sync API
+/// (`instantiate`, `call`): `cubby:storage/storage@0.2.0` and the standard
+/// `wasi:keyvalue` interfaces (`store`, `atomics`, `batch`) of versions
+/// `0.2.0-draft` and `0.2.0-draft2`, all over the same workspace. `get`
+/// finds the [`StorageCtx`] in the store's data. A component may import any
+/// mix of them; what it does not import is not instantiated.
 ///
 /// The imports block while they read or commit (with PostgreSQL, while they
 /// wait for the server): call plugins from a thread that may block, as
@@ -64,22 +123,24 @@ pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut StorageCtx,
 ) -> wasmtime::Result<()> {
-    bindings::sync::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)
+    bindings::sync::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
+    keyvalue::add_to_linker(linker, get)
 }
 
-/// Adds the `cubby:storage/storage` imports to a linker used with wasmtime's
-/// async API (`instantiate_async`, `call_async`, and the `async` bindings in
-/// [`bindings`]); `get` finds the [`StorageCtx`] in the store's data. Each
-/// storage call runs on tokio's blocking pool, so it never blocks the
-/// executor's threads. Must be used inside a tokio runtime.
+/// Adds the same imports as [`add_to_linker`] to a linker used with
+/// wasmtime's async API (`instantiate_async`, `call_async`, and the `async`
+/// bindings in [`bindings`]); `get` finds the [`StorageCtx`] in the store's
+/// data. Each storage call runs on tokio's blocking pool, so it never blocks
+/// the executor's threads. Must be used inside a tokio runtime.
 pub fn add_to_linker_async<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut StorageCtx,
 ) -> wasmtime::Result<()> {
-    bindings::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)
+    bindings::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
+    keyvalue::add_to_linker_async(linker, get)
 }
 
-struct HasStorage;
+pub(crate) struct HasStorage;
 
 impl HasData for HasStorage {
     type Data<'a> = &'a mut StorageCtx;

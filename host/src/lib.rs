@@ -10,8 +10,10 @@
 //!    PostgreSQL-protocol database shared by many processes
 //!    ([`Storage::connect`]);
 //! 2. the glue ([`StorageCtx`], [`add_to_linker`], [`add_to_linker_async`],
-//!    [`bindings`]): the `cubby:storage` imports bound to one workspace,
-//!    and typed bindings of the `plugin` world;
+//!    [`bindings`]): the `cubby:storage` imports and the standard
+//!    `wasi:keyvalue` imports (`0.2.0-draft` and `0.2.0-draft2`, a bucket
+//!    being a namespace) bound to one workspace, and typed bindings of the
+//!    `plugin` world;
 //! 3. the runtime ([`Runtime`], [`Plugin`]): components compiled once, each
 //!    call in a fresh sandboxed store with memory and time limits. It is
 //!    built from the parts of layer 2.
@@ -126,6 +128,7 @@ pub mod bindings;
 mod context;
 mod engine;
 mod host;
+mod keyvalue;
 mod runtime;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

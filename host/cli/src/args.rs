@@ -105,7 +105,8 @@ fn parse_quota(arg: &str) -> Result<(String, QuotaArg), String> {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a command-style plugin (one with `fn main`, exporting wasi:cli/run).
+    /// Run a command-style plugin (one with `fn main`, exporting wasi:cli/run;
+    /// it may import cubby:storage and wasi:keyvalue).
     Run {
         /// The plugin: a component built for wasm32-wasip2.
         plugin: PathBuf,
@@ -171,6 +172,31 @@ pub(crate) struct PluginArgs {
     /// Compile the plugin every time instead of caching it.
     #[arg(long, conflicts_with = "cache_dir")]
     pub(crate) no_cache: bool,
+    /// Pass an environment variable to the plugin: KEY=VALUE, or KEY for
+    /// the host's own value. Repeatable; nothing else of the host's
+    /// environment is passed.
+    #[arg(long = "env", short = 'e', value_name = "KEY[=VALUE]", value_parser = parse_env)]
+    pub(crate) env: Vec<(String, String)>,
+    /// Let wasi:keyvalue plugins open only this bucket ("" is the default
+    /// space); repeatable. Default: every bucket of the workspace.
+    #[arg(long = "bucket", value_name = "NAME")]
+    pub(crate) buckets: Option<Vec<String>>,
+}
+
+fn parse_env(arg: &str) -> Result<(String, String), String> {
+    let (key, value) = match arg.split_once('=') {
+        Some((key, value)) => (key, value.to_owned()),
+        None => (
+            arg,
+            std::env::var(arg).map_err(|_| {
+                format!("{arg} is not set in this environment (use KEY=VALUE to give a value)")
+            })?,
+        ),
+    };
+    if key.is_empty() {
+        return Err("expected KEY=VALUE with a non-empty KEY".into());
+    }
+    Ok((key.to_owned(), value))
 }
 
 /// Which keys a `kv` command works on.

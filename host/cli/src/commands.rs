@@ -209,6 +209,12 @@ fn runtime(opts: &PluginArgs, inherit_stdin: bool) -> Result<Runtime> {
         .stdout(Output::Inherit)
         .stderr(Output::Inherit)
         .inherit_stdin(inherit_stdin);
+    for (key, value) in &opts.env {
+        builder = builder.env(key, value);
+    }
+    if let Some(buckets) = &opts.buckets {
+        builder = builder.allow_buckets(buckets);
+    }
     if !opts.no_cache {
         let dir = match &opts.cache_dir {
             // wasmtime wants an absolute path; a relative one is meant

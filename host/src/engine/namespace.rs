@@ -181,6 +181,23 @@ impl Namespace {
         }
     }
 
+    /// Adds `delta` to a counter that must stay non-negative and returns the
+    /// new value, atomically: as [`increment`](Self::increment), but a
+    /// stored negative counter is [`StorageError::NotACounter`] and a result
+    /// above `i64::MAX` is [`StorageError::Overflow`]. For unsigned counters
+    /// such as `wasi:keyvalue@0.2.0-draft`'s.
+    pub fn increment_unsigned(
+        &self,
+        key: &str,
+        delta: u64,
+        ttl: Option<Duration>,
+    ) -> Result<u64, StorageError> {
+        match self.run_one(self.op(key, Action::IncrementUnsigned { delta, ttl }))? {
+            Outcome::Incremented(n) => u64::try_from(n).map_err(|_| unexpected(None)),
+            other => Err(unexpected(Some(other))),
+        }
+    }
+
     /// Stores every pair, all-or-nothing, in one transaction (a key given
     /// twice keeps the last value).
     pub fn set_many(

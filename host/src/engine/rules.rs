@@ -84,7 +84,9 @@ pub(crate) fn check_op(limits: &Limits, op: &Op) -> Result<(), StorageError> {
             }
             *ttl
         }
-        Action::Increment { ttl, .. } | Action::Expire(ttl) => *ttl,
+        Action::Increment { ttl, .. }
+        | Action::IncrementUnsigned { ttl, .. }
+        | Action::Expire(ttl) => *ttl,
         Action::Renew(ttl) => Some(*ttl),
         Action::Check | Action::Delete => None,
     };

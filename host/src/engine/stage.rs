@@ -92,14 +92,25 @@ pub(crate) fn stage(
             }
             Action::Delete => (Some(None), Outcome::Deleted(current.is_some())),
             Action::Increment { delta, ttl } => {
-                let (old, expires_at_ms) = match &current {
-                    None => (0, deadline(now_ms, ttl)),
-                    Some(c) => (
-                        parse_counter(&c.value).ok_or(StorageError::NotACounter)?,
-                        c.expires_at_ms,
-                    ),
-                };
+                let (old, expires_at_ms) = counter(current.as_ref(), now_ms, ttl)?;
                 let n = old.checked_add(delta).ok_or(StorageError::Overflow)?;
+                let row = Row {
+                    value: n.to_string().into_bytes(),
+                    version: next_version(),
+                    expires_at_ms,
+                };
+                (Some(Some(row)), Outcome::Incremented(n))
+            }
+            Action::IncrementUnsigned { delta, ttl } => {
+                let (old, expires_at_ms) = counter(current.as_ref(), now_ms, ttl)?;
+                // An unsigned counter is one that holds a value >= 0.
+                if old < 0 {
+                    return Err(StorageError::NotACounter);
+                }
+                let n = i64::try_from(delta)
+                    .ok()
+                    .and_then(|d| old.checked_add(d))
+                    .ok_or(StorageError::Overflow)?;
                 let row = Row {
                     value: n.to_string().into_bytes(),
                     version: next_version(),
@@ -149,6 +160,22 @@ pub(crate) fn deadline(now_ms: u64, ttl: Option<Duration>) -> Option<u64> {
 
 /// The value of a counter, if `value` is one: decimal ASCII in the range of
 /// `i64`.
+/// A counter's current value (0 when absent) and the expiry it keeps (for a
+/// new counter, `ttl` from now).
+fn counter(
+    current: Option<&Row>,
+    now_ms: u64,
+    ttl: Option<Duration>,
+) -> Result<(i64, Option<u64>), StorageError> {
+    Ok(match current {
+        None => (0, deadline(now_ms, ttl)),
+        Some(c) => (
+            parse_counter(&c.value).ok_or(StorageError::NotACounter)?,
+            c.expires_at_ms,
+        ),
+    })
+}
+
 pub(crate) fn parse_counter(value: &[u8]) -> Option<i64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }

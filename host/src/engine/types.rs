@@ -129,6 +129,18 @@ pub enum Action {
         /// The expiry of a counter this op creates.
         ttl: Option<Duration>,
     },
+    /// Add `delta` to a counter that must stay non-negative (the `u64`
+    /// counters of `wasi:keyvalue@0.2.0-draft`): as [`Action::Increment`],
+    /// but a stored negative counter is
+    /// [`StorageError::NotACounter`](crate::StorageError::NotACounter) and a
+    /// result above `i64::MAX` (the counter encoding's bound) is
+    /// [`StorageError::Overflow`](crate::StorageError::Overflow).
+    IncrementUnsigned {
+        /// The amount to add.
+        delta: u64,
+        /// The expiry of a counter this op creates.
+        ttl: Option<Duration>,
+    },
     /// Set (`Some`) or remove (`None`) the expiry of an entry, keeping its
     /// value and version.
     Expire(Option<Duration>),

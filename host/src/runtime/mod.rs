@@ -15,6 +15,7 @@ mod error;
 mod plugin;
 mod store;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +51,8 @@ pub enum Output {
 /// Configures and builds a [`Runtime`].
 ///
 /// Defaults: 64 MiB of linear memory per instance, 10 s of wall-clock time per
-/// call, stdout and stderr discarded, no stdin, no compilation cache.
+/// call, stdout and stderr discarded, no stdin, no environment variables,
+/// every `wasi:keyvalue` bucket allowed, no compilation cache.
 #[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
     max_memory_bytes: usize,
@@ -60,6 +62,8 @@ pub struct RuntimeBuilder {
     inherit_stdin: bool,
     cache_dir: Option<PathBuf>,
     engine: Option<Engine>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) buckets: Option<Arc<BTreeSet<String>>>,
 }
 
 impl RuntimeBuilder {
@@ -97,6 +101,30 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Sets an environment variable every plugin sees (through
+    /// `wasi:cli/environment`). Nothing of the host's own environment is
+    /// passed otherwise. Repeat for more; a later value for the same key
+    /// wins.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.into()));
+        self
+    }
+
+    /// Lets `wasi:keyvalue` plugins open only these buckets (`""` is the
+    /// default space; by default every bucket may be opened). Opening
+    /// another valid name is `access-denied`. See
+    /// [`StorageCtx::allow_buckets`](crate::StorageCtx::allow_buckets).
+    pub fn allow_buckets<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.buckets = Some(crate::context::bucket_set(names));
+        self
+    }
+
     /// Caches compiled components in `dir`, keyed by the component's hash and
     /// the engine's configuration, so a later process loads them in
     /// milliseconds instead of compiling again. Only for the engine the
@@ -117,8 +145,10 @@ impl RuntimeBuilder {
     }
 
     /// Builds the runtime: configures the wasmtime engine, links WASI (with no
-    /// preopens, environment or network) and the storage interface, and starts
-    /// the epoch ticker that enforces the time limit.
+    /// preopens or network, and only the environment set with
+    /// [`env`](Self::env)), `cubby:storage` and `wasi:keyvalue` (see
+    /// [`add_to_linker`](crate::add_to_linker)), and starts the epoch ticker
+    /// that enforces the time limit.
     pub fn build(mut self) -> Result<Runtime, RuntimeError> {
         let engine = match self.engine.take() {
             Some(_) if self.cache_dir.is_some() => return Err(RuntimeError::CacheWithOwnEngine),
@@ -202,6 +232,8 @@ impl Runtime {
             inherit_stdin: false,
             cache_dir: None,
             engine: None,
+            env: Vec::new(),
+            buckets: None,
         }
     }
 

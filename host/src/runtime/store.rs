@@ -44,7 +44,7 @@ impl Captured {
 }
 
 /// A fresh store for one call, bound to `workspace`: WASI with no
-/// preopens, environment or network, and stdio as the runtime says; the
+/// preopens or network and only the runtime's environment variables, and stdio as the runtime says; the
 /// memory limit; the time limit as an epoch deadline.
 pub(crate) fn new_store(
     runtime: &Runtime,
@@ -56,7 +56,8 @@ pub(crate) fn new_store(
     wasi.allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
-        .args(args);
+        .args(args)
+        .envs(&config.env);
     if config.inherit_stdin {
         wasi.inherit_stdin();
     }
@@ -80,7 +81,7 @@ pub(crate) fn new_store(
     let state = HostState {
         wasi: wasi.build(),
         table: ResourceTable::new(),
-        storage: StorageCtx::new(workspace.clone()),
+        storage: StorageCtx::new(workspace.clone()).with_bucket_policy(config.buckets.clone()),
         limiter: MemoryLimiter {
             max_bytes: config.max_memory_bytes,
             refused: None,

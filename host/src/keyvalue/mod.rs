@@ -1,0 +1,219 @@
+//! The standard `wasi:keyvalue` imports, versions `0.2.0-draft` and
+//! `0.2.0-draft2`, over the same workspace storage as `cubby:storage`.
+//!
+//! - A **bucket is a namespace** of the workspace the host bound the store
+//!   to: `open("")` is the default space, `open("cache")` the namespace
+//!   `cache`. A name that is not a valid namespace name is `no-such-store`;
+//!   a valid name the host did not allow ([`StorageCtx::allow_buckets`]) is
+//!   `access-denied`.
+//! - Every call is one engine call, with the engine's limits, quotas,
+//!   durability and expiry. Batches are all-or-nothing (stronger than the
+//!   interface asks). Engine errors reach the guest as `other("<kind>:
+//!   <message>")`, the kind named as in `cubby:storage`'s `error`
+//!   (`quota-exceeded`, `value-too-large`, …).
+//! - `list-keys` pages in ascending byte order, resuming after the last key
+//!   returned. A `0.2.0-draft2` cursor is the engine's own opaque cursor; a
+//!   `0.2.0-draft` cursor is a `u64` that stands for one, kept in the bucket
+//!   (the newest [`MAX_LIVE_CURSORS`]): any other number is an
+//!   `invalid-cursor` error.
+//! - Counters are the engine's decimal counters, readable through either
+//!   interface: `0.2.0-draft` adds a `u64` to a counter that must stay
+//!   non-negative, `0.2.0-draft2` an `s64`.
+//! - `cas::new` reads the entry's version; `swap` writes only if the version
+//!   is unchanged, else `cas-failed` with a handle holding the current entry.
+//!
+//! `bindings.rs` holds the generated traits, `host.rs` their impls for
+//! [`StorageCtx`], written once and expanded for each version and flavour.
+
+mod bindings;
+mod host;
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+
+use wasmtime::component::Resource;
+
+pub(crate) use host::{add_to_linker, add_to_linker_async};
+
+use crate::context::StorageCtx;
+use crate::engine::{Entry, Namespace, StorageError};
+
+/// Most buckets and compare-and-swap handles one store may hold open.
+const MAX_OPEN_HANDLES: usize = 1024;
+/// Most `u64` cursors a bucket remembers; an older one is stale.
+const MAX_LIVE_CURSORS: usize = 64;
+
+/// An open bucket: the namespace it is, and the `u64` cursors it issued.
+pub struct Bucket {
+    namespace: Namespace,
+    cursors: Cursors,
+}
+
+/// A compare-and-swap handle: the entry of `key` as it was read.
+pub struct Cas {
+    namespace: Namespace,
+    key: String,
+    current: Option<Entry>,
+}
+
+/// The host side of the interface's `error`, and traps.
+#[derive(Debug)]
+pub enum KvError {
+    /// `no-such-store`.
+    NoSuchStore,
+    /// `access-denied`.
+    AccessDenied,
+    /// `other(message)`.
+    Other(String),
+    /// Not the guest's error: the call traps.
+    Trap(wasmtime::Error),
+}
+
+impl KvError {
+    /// The interface's `invalid-cursor` message.
+    fn invalid_cursor() -> Self {
+        Self::Other(
+            "invalid-cursor: this cursor was not returned by this bucket's list-keys, or is \
+             too old; list again without a cursor"
+                .into(),
+        )
+    }
+}
+
+impl From<StorageError> for KvError {
+    /// `other("<kind>: <message>")`, the kind named as in `cubby:storage`'s
+    /// `error`. Host-side failures are logged in full and reach the guest as
+    /// a short `internal` message.
+    fn from(e: StorageError) -> Self {
+        let message = match e {
+            StorageError::InvalidKey(why) => format!("invalid-key: {why}"),
+            StorageError::InvalidNamespace(why) => format!("invalid-namespace: {why}"),
+            e @ StorageError::ValueTooLarge { .. } => format!("value-too-large: {e}"),
+            StorageError::QuotaExceeded(why) => format!("quota-exceeded: {why}"),
+            StorageError::InvalidCursor => return Self::invalid_cursor(),
+            StorageError::NotACounter => {
+                "not-a-counter: the stored value is not a decimal integer in range".into()
+            }
+            StorageError::Overflow => "overflow: the counter would overflow".into(),
+            e @ StorageError::TooManyOperations { .. } => format!("too-many-operations: {e}"),
+            e @ StorageError::Conflict { .. } => format!("conflict: {e}"),
+            StorageError::InvalidArgument(why) => format!("invalid-argument: {why}"),
+            e @ StorageError::Corrupt(_) => {
+                tracing::error!(error = %e, "a stored entry is corrupt");
+                "internal: a stored entry is corrupt".into()
+            }
+            e @ (StorageError::InvalidWorkspace { .. }
+            | StorageError::Backend(_)
+            | StorageError::Unavailable(_)
+            | StorageError::Closed) => {
+                tracing::error!(error = ?e, "storage call failed on the host");
+                "internal: storage is unavailable".into()
+            }
+        };
+        Self::Other(message)
+    }
+}
+
+impl From<wasmtime::component::ResourceTableError> for KvError {
+    fn from(e: wasmtime::component::ResourceTableError) -> Self {
+        Self::Trap(e.into())
+    }
+}
+
+/// The `u64` cursors a bucket issued, each standing for an engine cursor.
+/// Numbers are unpredictable (hashed with a per-bucket random key), so a
+/// guessed one is refused rather than resolved.
+struct Cursors {
+    issued: VecDeque<(u64, String)>,
+    keys: RandomState,
+    count: u64,
+}
+
+impl Cursors {
+    fn new() -> Self {
+        Self {
+            issued: VecDeque::new(),
+            keys: RandomState::new(),
+            count: 0,
+        }
+    }
+
+    /// A number standing for `cursor`, remembered until
+    /// [`MAX_LIVE_CURSORS`] newer ones are issued.
+    fn issue(&mut self, cursor: String) -> u64 {
+        self.count += 1;
+        let number = self.keys.hash_one(self.count);
+        if self.issued.len() == MAX_LIVE_CURSORS {
+            self.issued.pop_front();
+        }
+        self.issued.push_back((number, cursor));
+        number
+    }
+
+    /// The engine cursor `number` stands for.
+    fn resolve(&self, number: u64) -> Result<String, KvError> {
+        self.issued
+            .iter()
+            .find(|(n, _)| *n == number)
+            .map(|(_, cursor)| cursor.clone())
+            .ok_or_else(KvError::invalid_cursor)
+    }
+}
+
+impl StorageCtx {
+    /// Opens the bucket `identifier`: a namespace of this store's workspace.
+    fn open_bucket(&mut self, identifier: &str) -> Result<Resource<Bucket>, KvError> {
+        let namespace = self
+            .workspace()
+            .namespace(identifier)
+            .map_err(|_| KvError::NoSuchStore)?;
+        if let Some(allowed) = &self.buckets
+            && !allowed.contains(identifier)
+        {
+            return Err(KvError::AccessDenied);
+        }
+        self.push(Bucket {
+            namespace,
+            cursors: Cursors::new(),
+        })
+    }
+
+    /// Keeps a new handle, up to [`MAX_OPEN_HANDLES`] per store.
+    fn push<T: Send + 'static>(&mut self, value: T) -> Result<Resource<T>, KvError> {
+        if self.handles >= MAX_OPEN_HANDLES {
+            return Err(KvError::Other(format!(
+                "too-many-handles: a plugin instance may hold at most {MAX_OPEN_HANDLES} open \
+                 buckets and cas handles; drop some first"
+            )));
+        }
+        let handle = self.table.push(value)?;
+        self.handles += 1;
+        Ok(handle)
+    }
+
+    /// Forgets a handle the guest dropped or consumed.
+    fn remove<T: 'static>(&mut self, handle: Resource<T>) -> Result<T, KvError> {
+        let value = self.table.delete(handle)?;
+        self.handles = self.handles.saturating_sub(1);
+        Ok(value)
+    }
+
+    /// The namespace of an open bucket.
+    fn bucket(&self, handle: &Resource<Bucket>) -> Result<Namespace, KvError> {
+        Ok(self.table.get(handle)?.namespace.clone())
+    }
+
+    /// A compare-and-swap handle for `key` in `namespace`, holding `current`.
+    fn new_cas(
+        &mut self,
+        namespace: Namespace,
+        key: String,
+        current: Option<Entry>,
+    ) -> Result<Resource<Cas>, KvError> {
+        self.push(Cas {
+            namespace,
+            key,
+            current,
+        })
+    }
+}
