@@ -48,6 +48,12 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "the `token-cache` example plugin (request/response, expiry and renew-on-read)",
     ),
     (
+        "GUESTBOOK",
+        "guestbook",
+        "guestbook.wasm",
+        "the `guestbook` example plugin (command-style, standard `wasi:keyvalue@0.2.0-draft2` only)",
+    ),
+    (
         "PROBE",
         "probe",
         "probe.wasm",
@@ -58,6 +64,24 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "embedded",
         "embedded.wasm",
         "the `embedded` test guest (request/response; imports `example:app/clock`, which the embedder links)",
+    ),
+    (
+        "KV_DRAFT",
+        "kv-draft",
+        "kv-draft.wasm",
+        "the `kv-draft` test guest (command-style, `wasi:keyvalue@0.2.0-draft` only)",
+    ),
+    (
+        "KV_DRAFT2",
+        "kv-draft2",
+        "kv-draft2.wasm",
+        "the `kv-draft2` test guest (command-style, `wasi:keyvalue@0.2.0-draft2` only)",
+    ),
+    (
+        "KV_UNKNOWN",
+        "kv-unknown",
+        "kv-unknown.wasm",
+        "the `kv-unknown` test guest (imports a `wasi:keyvalue` version no host provides)",
     ),
 ];
 

@@ -1,6 +1,6 @@
 //! The embedding parts an application with its own wasmtime setup uses:
-//! `add_to_linker` (and `add_to_linker_async`) next to a host function of
-//! the application's own, the typed `PluginPre` bindings, and a `Runtime`
+//! `add_to_linker` (and `add_to_linker_async`, with `wasi:keyvalue`) next to
+//! a host function of the application's own, the typed `PluginPre` bindings, and a `Runtime`
 //! on the application's engine. On redb and on PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,6 +12,8 @@ use cubby_host::{Runtime, RuntimeError, Storage, StorageCtx, StorageOptions};
 use serde_json::{Value, json};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod app {
@@ -137,6 +139,47 @@ async fn the_async_parts_run_a_plugin_in_an_async_store(place: &Place) {
     assert_eq!(a.get("visits/ada").unwrap().unwrap(), b"8");
 }
 
+/// `add_to_linker_async` links `wasi:keyvalue` too: a standard guest runs
+/// in async stores, its compare-and-swaps racing on one key.
+async fn the_async_parts_run_a_standard_keyvalue_guest(place: &Place) {
+    let storage = place.open(StorageOptions::default());
+    let engine = Engine::default();
+    let component = Component::from_file(&engine, guests::KV_DRAFT2).unwrap();
+    let mut linker = Linker::<App>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    cubby_host::add_to_linker_async(&mut linker, |app: &mut App| &mut app.storage).unwrap();
+    let pre = CommandPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+    let run = |args: &'static [&'static str]| {
+        let (engine, pre, storage) = (engine.clone(), pre.clone(), storage.clone());
+        async move {
+            let stdout = MemoryOutputPipe::new(1 << 16);
+            let mut app = App::new(&storage, "a", 0);
+            app.wasi = WasiCtx::builder()
+                .args(&[&["kv-draft2"], args].concat())
+                .stdout(stdout.clone())
+                .build();
+            let mut store = Store::new(&engine, app);
+            let command = pre.instantiate_async(&mut store).await.unwrap();
+            command
+                .wasi_cli_run()
+                .call_run(&mut store)
+                .await
+                .unwrap()
+                .unwrap();
+            String::from_utf8(stdout.contents().to_vec()).unwrap()
+        }
+    };
+    let runs: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(run(&["cas-incr", "b", "n", "10"])))
+        .collect();
+    for r in runs {
+        assert!(r.await.unwrap().starts_with("lost "));
+    }
+    assert_eq!(run(&["get", "b", "n"]).await, "60\n");
+    let a = storage.workspace("a").unwrap();
+    assert_eq!(a.namespace("b").unwrap().get("n").unwrap().unwrap(), b"60");
+}
+
 #[tokio::test]
 async fn a_runtime_can_run_on_the_embedders_engine() {
     let engine = Engine::new(&Runtime::engine_config()).unwrap();
@@ -163,4 +206,5 @@ async fn a_runtime_can_run_on_the_embedders_engine() {
 cubby_host::conformance_tests!(
     a_plugin_runs_through_an_embedders_linker_with_a_host_function_of_its_own,
     async the_async_parts_run_a_plugin_in_an_async_store,
+    async the_async_parts_run_a_standard_keyvalue_guest,
 );

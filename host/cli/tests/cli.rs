@@ -479,7 +479,58 @@ fn database_urls_that_cannot_be_used_are_one_line_errors() {
     }
 }
 
+/// A standard `wasi:keyvalue` guest (no cubby-sdk) writes through `cubby
+/// run`, and its bucket is the namespace `cubby kv` lists. It sees only the
+/// environment variables given with `--env`.
+fn a_standard_keyvalue_guest_runs_and_its_bucket_is_a_namespace(place: &Place) {
+    let env = Env::on(place);
+    let guestbook = |args: &[&str]| {
+        let mut cmd = env.command(&[&["run", guests::GUESTBOOK, "-w", "a"], args].concat());
+        // The host's own environment never reaches the plugin unasked.
+        cmd.env("VISITOR", "eve");
+        cmd.output().unwrap()
+    };
+    assert_eq!(
+        ok(guestbook(&["--env", "VISITOR=ada"])),
+        "hello, ada!\nada has visited 1 time(s)\nsigned by: ada\n"
+    );
+    assert_eq!(
+        ok(guestbook(&[])),
+        "hello, anonymous!\nanonymous has visited 1 time(s)\nsigned by: ada, anonymous\n"
+    );
+    // `--env KEY` passes the host's value of KEY.
+    assert!(ok(guestbook(&["-e", "VISITOR"])).contains("eve has visited 1 time(s)"));
+    assert_eq!(
+        ok(env.cubby(&["kv", "list", "-w", "a", "-n", "guestbook"])),
+        "greeting/ada\ngreeting/anonymous\ngreeting/eve\nlast-visitor\n\
+         visits/ada\nvisits/anonymous\nvisits/eve\n"
+    );
+    assert_eq!(
+        ok(env.cubby(&["kv", "get", "-w", "a", "-n", "guestbook", "visits/ada"])),
+        "1"
+    );
+    // The bucket is workspace a's: b has none of it.
+    assert_eq!(
+        ok(env.cubby(&["kv", "list", "-w", "b", "-n", "guestbook"])),
+        ""
+    );
+    // An operator may limit the buckets a plugin opens.
+    // (The plugin reports the refusal itself and exits with 1, as cubby does.)
+    let out = guestbook(&["--bucket", "cache", "-e", "VISITOR=bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "guestbook: the host does not let this plugin open \"guestbook\"\n"
+    );
+    assert!(ok(guestbook(&["--bucket", "guestbook", "-e", "VISITOR=bob"])).contains("bob"));
+    // A malformed --env is a usage error (clap's exit code 2).
+    let out = guestbook(&["--env", "=x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("non-empty KEY"));
+}
+
 cubby_host::conformance_tests!(
+    reopen a_standard_keyvalue_guest_runs_and_its_bucket_is_a_namespace,
     reopen clearing_a_space_and_deleting_a_workspace_say_what_they_removed,
     reopen counter_counts_per_workspace_and_in_memory_starts_afresh,
     reopen notes_and_kv_inspection,

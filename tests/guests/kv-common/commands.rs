@@ -1,0 +1,136 @@
+//! The commands both `wasi:keyvalue` test guests understand, written against
+//! the interface names only; each guest supplies its version's bindings as
+//! `kv`, its `Cursor` and `Delta` types, `list_keys`, and version-only
+//! commands (`extra`).
+//!
+//! `GUEST COMMAND BUCKET ARGS…` prints its result on stdout, or `err KIND` /
+//! `err other: MESSAGE` for the interface's `error`, and exits with 1 then.
+
+use std::process::ExitCode;
+
+use super::{Cursor, Delta, extra, kv, list_keys};
+use kv::store::{Bucket, Error};
+
+/// What a command printed, or the interface's error.
+pub type Outcome = Result<String, Error>;
+
+/// The error as a test reads it.
+pub fn show(e: &Error) -> String {
+    match e {
+        Error::NoSuchStore => "no-such-store".into(),
+        Error::AccessDenied => "access-denied".into(),
+        Error::Other(message) => format!("other: {message}"),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [command, bucket, rest @ ..] = args.as_slice() else {
+        println!("usage: COMMAND BUCKET ARGS…");
+        return ExitCode::from(2);
+    };
+    match run(command, bucket, rest) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("err {}", show(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn arg(rest: &[String], i: usize) -> &str {
+    rest.get(i).map(String::as_str).unwrap_or_default()
+}
+
+fn run(command: &str, bucket: &str, rest: &[String]) -> Outcome {
+    let b = kv::store::open(bucket)?;
+    Ok(match command {
+        "open" => "ok".into(),
+        "get" => match b.get(arg(rest, 0))? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => "none".into(),
+        },
+        "set" => {
+            b.set(arg(rest, 0), arg(rest, 1).as_bytes())?;
+            "ok".into()
+        }
+        "set-size" => {
+            let size = arg(rest, 1).parse().unwrap_or(0);
+            b.set(arg(rest, 0), &vec![b'x'; size])?;
+            "ok".into()
+        }
+        "delete" => {
+            b.delete(arg(rest, 0))?;
+            "ok".into()
+        }
+        "exists" => b.exists(arg(rest, 0))?.to_string(),
+        "incr" => {
+            let delta: Delta = arg(rest, 1).parse().unwrap_or_default();
+            let times: u32 = arg(rest, 2).parse().unwrap_or(1);
+            let mut last = Default::default();
+            for _ in 0..times {
+                last = kv::atomics::increment(&b, arg(rest, 0), delta)?;
+            }
+            last.to_string()
+        }
+        "list" => list(&b)?,
+        "page" => {
+            let cursor = rest.first().map(|c| super::parse_cursor(c));
+            let page = list_keys(&b, cursor.as_ref())?;
+            let mut out: Vec<String> = page.keys;
+            out.push(match page.cursor {
+                Some(c) => format!("cursor {c}"),
+                None => "cursor none".into(),
+            });
+            out.join("\n")
+        }
+        "get-many" => {
+            let found = kv::batch::get_many(&b, rest)?;
+            rest.iter()
+                .zip(found)
+                .map(|(key, pair)| match pair {
+                    Some((k, v)) => format!("{k}={}", String::from_utf8_lossy(&v)),
+                    None => format!("{key}: none"),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        "set-many" => {
+            let pairs: Vec<(String, Vec<u8>)> = rest
+                .iter()
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k.to_owned(), v.as_bytes().to_vec())
+                })
+                .collect();
+            kv::batch::set_many(&b, &pairs)?;
+            "ok".into()
+        }
+        "delete-many" => {
+            kv::batch::delete_many(&b, rest)?;
+            "ok".into()
+        }
+        other => return extra(other, &b, rest),
+    })
+}
+
+/// Every key, a page at a time, then `pages N`.
+fn list(b: &Bucket) -> Outcome {
+    let mut out = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = list_keys(b, cursor.as_ref())?;
+        pages += 1;
+        out.extend(page.keys);
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    out.push(format!("pages {pages}"));
+    Ok(out.join("\n"))
+}
