@@ -423,6 +423,23 @@ async fn bucket_names_and_the_hosts_allow_list(place: &Place) {
     }
 }
 
+/// Handles are host memory: an instance holds at most 1024 at once (the
+/// command's own bucket is one of them), and a fresh instance starts again.
+#[tokio::test]
+async fn an_instance_cannot_hold_unbounded_handles() {
+    let storage = Storage::in_memory(StorageOptions::default()).unwrap();
+    let ws = storage.workspace("h").unwrap();
+    for guest in [DRAFT, DRAFT2] {
+        let g = load(guest).await;
+        assert_eq!(
+            run(&g, &ws, &["open-many", "b", "1023"]).await,
+            "opened 1023"
+        );
+        let out = run(&g, &ws, &["open-many", "b", "1024"]).await;
+        assert!(out.starts_with("err other: too-many-handles: "), "{out}");
+    }
+}
+
 #[tokio::test]
 async fn a_guest_importing_a_version_the_host_lacks_fails_to_load_naming_it() {
     let runtime = runtime_builder().build().unwrap();

@@ -113,6 +113,15 @@ fn run(command: &str, bucket: &str, rest: &[String]) -> Outcome {
             kv::batch::delete_many(&b, rest)?;
             "ok".into()
         }
+        // Holds N more handles of the bucket open at once.
+        "open-many" => {
+            let n: usize = arg(rest, 0).parse().unwrap_or(0);
+            let mut open = Vec::with_capacity(n);
+            for _ in 0..n {
+                open.push(kv::store::open(bucket)?);
+            }
+            format!("opened {}", open.len())
+        }
         other => return extra(other, &b, rest),
     })
 }
