@@ -31,10 +31,8 @@ pub struct StorageCtx {
     workspace: Workspace,
     pub(crate) buckets: Option<Arc<BTreeSet<String>>>,
     /// The `wasi:keyvalue` buckets and compare-and-swap handles this store
-    /// has open.
+    /// has open, at most [`keyvalue::MAX_OPEN_HANDLES`].
     pub(crate) table: ResourceTable,
-    /// How many handles `table` holds.
-    pub(crate) handles: usize,
 }
 
 impl StorageCtx {
@@ -44,8 +42,7 @@ impl StorageCtx {
         Self {
             workspace,
             buckets: None,
-            table: ResourceTable::new(),
-            handles: 0,
+            table: keyvalue::handle_table(),
         }
     }
 

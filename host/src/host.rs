@@ -53,6 +53,22 @@ fn host_bug(what: &str) -> StorageError {
     StorageError::Backend(Arc::new(std::io::Error::other(what.to_owned())))
 }
 
+/// Logs a host-side failure in full and returns the short message a plugin
+/// gets for it (through `cubby:storage` and `wasi:keyvalue` alike): the
+/// plugin cannot act on the cause, and it may name things of the host's.
+pub(crate) fn host_failure(e: &StorageError) -> &'static str {
+    match e {
+        StorageError::Corrupt(_) => {
+            tracing::error!(error = %e, "a stored entry is corrupt");
+            "stored entry is corrupt"
+        }
+        _ => {
+            tracing::error!(error = ?e, "storage call failed on the host");
+            "storage is unavailable"
+        }
+    }
+}
+
 /// The one mapping from engine errors to the WIT error: exhaustive, so a new
 /// engine error cannot reach plugins unmapped. Host-side failures are logged
 /// in full and reach the plugin as a short `internal` message.
@@ -81,17 +97,11 @@ macro_rules! wit_error {
                 }),
             }),
             StorageError::InvalidArgument(why) => wit::Error::InvalidArgument(why),
-            e @ StorageError::Corrupt(_) => {
-                tracing::error!(error = %e, "a stored entry is corrupt");
-                wit::Error::Internal("stored entry is corrupt".into())
-            }
-            e @ (StorageError::InvalidWorkspace { .. }
+            e @ (StorageError::Corrupt(_)
+            | StorageError::InvalidWorkspace { .. }
             | StorageError::Backend(_)
             | StorageError::Unavailable(_)
-            | StorageError::Closed) => {
-                tracing::error!(error = ?e, "storage call failed on the host");
-                wit::Error::Internal("storage is unavailable".into())
-            }
+            | StorageError::Closed) => wit::Error::Internal(host_failure(&e).into()),
         }
     }};
 }

@@ -358,6 +358,20 @@ async fn expired_entries_are_absent_through_wasi_keyvalue(place: &Place) {
             "session: none\nkeep=k"
         );
     }
+    // A set through wasi:keyvalue replaces the entry and its expiry.
+    let mut write = cubby_host::WriteOptions::default();
+    write.ttl = Some(Duration::from_secs(1));
+    ns.set_with("token", b"old".to_vec(), write).unwrap();
+    assert_eq!(
+        run(&load(DRAFT2).await, &ws, &["set", "b", "token", "new"]).await,
+        "ok"
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(ns.entry("token").unwrap().unwrap().expires_in, None);
+    assert_eq!(
+        run(&load(DRAFT).await, &ws, &["get", "b", "token"]).await,
+        "new"
+    );
     // An expired counter starts again from zero.
     let mut write = cubby_host::WriteOptions::default();
     write.ttl = Some(Duration::from_secs(1));
@@ -463,7 +477,12 @@ async fn the_guestbook_example_signs_counts_and_forgets() {
     let sign = |visitor: &'static str| {
         let ws = ws.clone();
         async move {
-            let runtime = runtime_builder().env("VISITOR", visitor).build().unwrap();
+            // A later value for the same key wins.
+            let runtime = runtime_builder()
+                .env("VISITOR", "nobody")
+                .env("VISITOR", visitor)
+                .build()
+                .unwrap();
             let book = runtime.load_file(guests::GUESTBOOK).await.unwrap();
             let out = book.run(&ws, &["guestbook".into()]).await.unwrap();
             assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));

@@ -87,7 +87,6 @@ macro_rules! kv_host {
 
                 $($async)? fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
                     self.table.delete(bucket)?;
-                    self.handles = self.handles.saturating_sub(1);
                     Ok(())
                 }
             }
@@ -176,10 +175,8 @@ macro_rules! kv_host {
 
             $($async)? fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>)
                 -> wasmtime::Result<Result<(), kv::atomics::CasError>> {
-                let Cas { namespace, key, current } = match self.remove(cas) {
-                    Ok(cas) => cas,
-                    Err(e) => return Ok(Err(kv::atomics::CasError::StoreError(to_wit!(kv, e)?))),
-                };
+                // Consumed: the handle leaves the table whatever happens.
+                let Cas { namespace, key, current } = self.table.delete(cas)?;
                 let mut options = WriteOptions::default();
                 options.condition = Some(match current {
                     Some(entry) => Condition::VersionEquals(entry.version),
@@ -219,7 +216,6 @@ macro_rules! kv_host {
 
             $($async)? fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
                 self.table.delete(cas)?;
-                self.handles = self.handles.saturating_sub(1);
                 Ok(())
             }
         }

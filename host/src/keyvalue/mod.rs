@@ -31,15 +31,16 @@ mod host;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
 
 pub(crate) use host::{add_to_linker, add_to_linker_async};
 
 use crate::context::StorageCtx;
 use crate::engine::{Entry, Namespace, StorageError};
+use crate::host::host_failure;
 
 /// Most buckets and compare-and-swap handles one store may hold open.
-const MAX_OPEN_HANDLES: usize = 1024;
+pub(crate) const MAX_OPEN_HANDLES: usize = 1024;
 /// Most `u64` cursors a bucket remembers; an older one is stale.
 const MAX_LIVE_CURSORS: usize = 64;
 
@@ -98,24 +99,18 @@ impl From<StorageError> for KvError {
             e @ StorageError::TooManyOperations { .. } => format!("too-many-operations: {e}"),
             e @ StorageError::Conflict { .. } => format!("conflict: {e}"),
             StorageError::InvalidArgument(why) => format!("invalid-argument: {why}"),
-            e @ StorageError::Corrupt(_) => {
-                tracing::error!(error = %e, "a stored entry is corrupt");
-                "internal: a stored entry is corrupt".into()
-            }
-            e @ (StorageError::InvalidWorkspace { .. }
+            e @ (StorageError::Corrupt(_)
+            | StorageError::InvalidWorkspace { .. }
             | StorageError::Backend(_)
             | StorageError::Unavailable(_)
-            | StorageError::Closed) => {
-                tracing::error!(error = ?e, "storage call failed on the host");
-                "internal: storage is unavailable".into()
-            }
+            | StorageError::Closed) => format!("internal: {}", host_failure(&e)),
         };
         Self::Other(message)
     }
 }
 
-impl From<wasmtime::component::ResourceTableError> for KvError {
-    fn from(e: wasmtime::component::ResourceTableError) -> Self {
+impl From<ResourceTableError> for KvError {
+    fn from(e: ResourceTableError) -> Self {
         Self::Trap(e.into())
     }
 }
@@ -160,6 +155,14 @@ impl Cursors {
     }
 }
 
+/// A store's table of open handles, holding at most [`MAX_OPEN_HANDLES`]
+/// (the table reuses freed slots, so its capacity bounds the live ones).
+pub(crate) fn handle_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_OPEN_HANDLES);
+    table
+}
+
 impl StorageCtx {
     /// Opens the bucket `identifier`: a namespace of this store's workspace.
     fn open_bucket(&mut self, identifier: &str) -> Result<Resource<Bucket>, KvError> {
@@ -180,22 +183,13 @@ impl StorageCtx {
 
     /// Keeps a new handle, up to [`MAX_OPEN_HANDLES`] per store.
     fn push<T: Send + 'static>(&mut self, value: T) -> Result<Resource<T>, KvError> {
-        if self.handles >= MAX_OPEN_HANDLES {
-            return Err(KvError::Other(format!(
+        self.table.push(value).map_err(|e| match e {
+            ResourceTableError::Full => KvError::Other(format!(
                 "too-many-handles: a plugin instance may hold at most {MAX_OPEN_HANDLES} open \
                  buckets and cas handles; drop some first"
-            )));
-        }
-        let handle = self.table.push(value)?;
-        self.handles += 1;
-        Ok(handle)
-    }
-
-    /// Forgets a handle the guest dropped or consumed.
-    fn remove<T: 'static>(&mut self, handle: Resource<T>) -> Result<T, KvError> {
-        let value = self.table.delete(handle)?;
-        self.handles = self.handles.saturating_sub(1);
-        Ok(value)
+            )),
+            e => e.into(),
+        })
     }
 
     /// The namespace of an open bucket.
@@ -215,5 +209,30 @@ impl StorageCtx {
             key,
             current,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bucket resolves the newest [`MAX_LIVE_CURSORS`] numbers it issued,
+    /// and no other number: not an older one, not a neighbour of a real one.
+    #[test]
+    fn a_bucket_resolves_only_its_newest_cursors() {
+        let mut cursors = Cursors::new();
+        let issued: Vec<u64> = (0..MAX_LIVE_CURSORS + 1)
+            .map(|i| cursors.issue(format!("c{i}")))
+            .collect();
+        assert!(matches!(cursors.resolve(issued[0]), Err(KvError::Other(_))));
+        for (i, n) in issued.iter().enumerate().skip(1) {
+            assert_eq!(cursors.resolve(*n).ok(), Some(format!("c{i}")));
+            if !issued.contains(&n.wrapping_add(1)) {
+                assert!(cursors.resolve(n.wrapping_add(1)).is_err());
+            }
+        }
+        // Another bucket's numbers are its own.
+        let other = Cursors::new().issue("c1".into());
+        assert!(!issued.contains(&other) && cursors.resolve(other).is_err());
     }
 }

@@ -62,8 +62,8 @@ pub struct RuntimeBuilder {
     inherit_stdin: bool,
     cache_dir: Option<PathBuf>,
     engine: Option<Engine>,
-    pub(crate) env: Vec<(String, String)>,
-    pub(crate) buckets: Option<Arc<BTreeSet<String>>>,
+    env: Vec<(String, String)>,
+    buckets: Option<Arc<BTreeSet<String>>>,
 }
 
 impl RuntimeBuilder {
