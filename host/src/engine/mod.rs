@@ -46,7 +46,8 @@ pub use options::{Durability, PostgresOptions, StorageOptions};
 pub use rules::MAX_NAMESPACE_BYTES;
 pub use storage::Storage;
 pub use types::{
-    Action, Cleared, Condition, Entry, KeyPage, Op, Outcome, Quota, Usage, WriteOptions,
+    Action, Cleared, CommitStats, Condition, Entry, KeyPage, Op, Outcome, Quota, Usage,
+    WriteOptions,
 };
 pub use workspace::Workspace;
 

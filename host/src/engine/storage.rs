@@ -9,7 +9,8 @@ use super::backend::postgres::PostgresBackend;
 use super::backend::redb::RedbBackend;
 use super::sweeper::{SWEEP_BUDGET, Sweeper};
 use super::{
-    Clock, Limits, OpenError, Quota, StorageError, StorageOptions, Usage, Workspace, rules,
+    Clock, CommitStats, Limits, OpenError, Quota, StorageError, StorageOptions, Usage, Workspace,
+    rules,
 };
 
 /// The database shared by every workspace: an embedded redb file
@@ -191,6 +192,13 @@ impl Storage {
                 None => return Ok(removed),
             }
         }
+    }
+
+    /// What this handle's database has committed since it was opened in
+    /// this process: writes acknowledged, commits, and durable commits (so
+    /// fsyncs per acknowledged write can be read off).
+    pub fn commit_stats(&self) -> CommitStats {
+        self.backend().commit_stats()
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

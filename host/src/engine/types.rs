@@ -11,6 +11,25 @@ pub struct Usage {
     pub bytes: u64,
 }
 
+/// What a [`Storage`](crate::Storage) has committed since it was opened, in
+/// this process ([`Storage::commit_stats`](crate::Storage::commit_stats)).
+/// With group commit, one durable commit acknowledges many writes:
+/// `durable_commits / writes` is the fsyncs paid per acknowledged write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Write requests acknowledged (each public write operation, batch or
+    /// transaction is one; one refused by a condition or quota counts too,
+    /// as it was answered from a committed state).
+    pub writes: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Commits flushed to stable storage before they were acknowledged
+    /// (redb: a commit with its fsync; PostgreSQL: a commit under
+    /// `synchronous_commit = on`). Relaxed mode's periodic flushes count
+    /// here too.
+    pub durable_commits: u64,
+}
+
 /// A workspace's quota: checked before every write, inside the write's
 /// transaction. The defaults come from [`Limits`](crate::Limits); the host
 /// can override them per workspace

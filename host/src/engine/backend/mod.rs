@@ -19,9 +19,10 @@
 //! front's `now_ms`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Cleared, Entry, Op, Outcome, Quota, StorageError, Usage};
+use super::{Cleared, CommitStats, Entry, Op, Outcome, Quota, StorageError, Usage};
 
 pub(crate) mod postgres;
 pub(crate) mod redb;
@@ -84,6 +85,34 @@ pub(crate) struct SweepPass {
     pub resume: Option<String>,
 }
 
+/// A backend's running [`CommitStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    writes: AtomicU64,
+    commits: AtomicU64,
+    durable_commits: AtomicU64,
+}
+
+impl Counters {
+    /// Counts `writes` acknowledged by one commit (or by none, when
+    /// `commits` is 0); `durable` when that commit was flushed.
+    pub fn add(&self, writes: u64, commits: u64, durable: bool) {
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+        self.commits.fetch_add(commits, Ordering::Relaxed);
+        if durable {
+            self.durable_commits.fetch_add(commits, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self) -> CommitStats {
+        CommitStats {
+            writes: self.writes.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            durable_commits: self.durable_commits.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// A place where entries live. Every read sees only entries live at the
 /// `now_ms` it is given; every write is atomic.
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -135,6 +164,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Applies a write request: stages it, checks the quota, writes, commits.
     /// Returns once the commit is as durable as the backend promises.
     fn write(&self, request: WriteRequest) -> Result<Vec<Outcome>, StorageError>;
+
+    /// What this backend has committed since it was opened.
+    fn commit_stats(&self) -> CommitStats;
 
     /// Removes up to `budget` entries of one namespace in one transaction.
     fn clear(

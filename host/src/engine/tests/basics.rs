@@ -218,6 +218,7 @@ fn every_write_gets_a_new_version(place: &Place) {
 
 fn concurrent_writers_are_all_committed(place: &Place) {
     let storage = open(place);
+    let before = storage.commit_stats();
     std::thread::scope(|s| {
         for t in 0..8 {
             let ws = storage.workspace(&format!("w{}", t % 2)).unwrap();
@@ -234,6 +235,54 @@ fn concurrent_writers_are_all_committed(place: &Place) {
         assert_eq!(ws.usage().unwrap().keys, 400);
         assert_usage_is_exact(&storage, w);
     }
+    let after = storage.commit_stats();
+    assert_eq!(after.writes - before.writes, 800, "{after:?}");
+    let commits = after.commits - before.commits;
+    assert!((1..=800).contains(&commits), "{after:?}");
+    assert_eq!(
+        after.durable_commits - before.durable_commits,
+        commits,
+        "durable by default: every commit flushed"
+    );
+}
+
+/// Reads share a snapshot between commits (redb); a read must still see
+/// every write acknowledged before it began, on any thread, as a read in a
+/// transaction of its own would. Readers check that against a counter the
+/// writer publishes only after each acknowledgement.
+fn a_read_sees_every_write_acknowledged_before_it_began(place: &Place) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let storage = open(place);
+    let ws = storage.workspace("w").unwrap();
+    let acknowledged = AtomicU64::new(0);
+    let rounds = match place.backend() {
+        crate::testing::Backend::Redb => 500,
+        crate::testing::Backend::Postgres => 100,
+    };
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            let (ws, acknowledged) = (&ws, &acknowledged);
+            s.spawn(move || {
+                loop {
+                    let floor = acknowledged.load(Ordering::SeqCst);
+                    let seen: u64 = ws
+                        .get("n")
+                        .unwrap()
+                        .map_or(0, |v| String::from_utf8(v).unwrap().parse().unwrap());
+                    assert!(seen >= floor, "read {seen} after {floor} was acknowledged");
+                    if floor == rounds {
+                        return;
+                    }
+                }
+            });
+        }
+        for i in 1..=rounds {
+            ws.set("n", i.to_string()).unwrap();
+            acknowledged.store(i, Ordering::SeqCst);
+            // An unrelated workspace's write is a commit too.
+            storage.workspace("other").unwrap().set("x", b"y").unwrap();
+        }
+    });
 }
 
 fn counters_are_decimal_text_and_their_errors_are_typed(place: &Place) {
@@ -386,6 +435,7 @@ crate::conformance_tests!(
     listing_pages_with_prefix_and_cursor,
     every_write_gets_a_new_version,
     concurrent_writers_are_all_committed,
+    a_read_sees_every_write_acknowledged_before_it_began,
     counters_are_decimal_text_and_their_errors_are_typed,
     compare_and_swap_is_aba_safe,
     racing_compare_and_swaps_have_exactly_one_winner_per_round,

@@ -46,10 +46,11 @@ use std::time::Duration;
 use deadpool_postgres::tokio_postgres::{self, NoTls};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 
-use super::{Backend, Page, Row, SweepPass, WriteRequest};
+use super::{Backend, Counters, Page, Row, SweepPass, WriteRequest};
 use crate::engine::error::cause_chain;
 use crate::engine::{
-    BoxError, Cleared, Durability, OpenError, Outcome, StorageError, StorageOptions, Usage,
+    BoxError, Cleared, CommitStats, Durability, OpenError, Outcome, StorageError, StorageOptions,
+    Usage,
 };
 
 /// Attempts of a request that keeps hitting serialization failures or
@@ -67,6 +68,10 @@ pub(crate) struct PostgresBackend {
     /// The longest one request may take, waiting for a connection included.
     deadline: Duration,
     gates: Gates,
+    counters: Counters,
+    /// Whether commits wait for the server's WAL flush
+    /// (`synchronous_commit = on`, not relaxed mode).
+    durable: bool,
 }
 
 /// One in-process queue per workspace with writes in flight.
@@ -164,6 +169,8 @@ impl PostgresBackend {
             location: location.clone(),
             deadline: pg.statement_timeout * 2 + pg.connect_timeout,
             gates: Gates::default(),
+            counters: Counters::default(),
+            durable: options.durability == Durability::Durable,
         };
 
         let pool = backend.pool.clone();
@@ -519,7 +526,19 @@ impl Backend for PostgresBackend {
         if request.ops.iter().any(|op| op.condition.is_some()) {
             self.request(&request, write::precheck)?;
         }
-        self.write_request(&request.workspace, &request, write::write)
+        let result = self.write_request(&request.workspace, &request, write::write);
+        match &result {
+            Ok(_) => self.counters.add(1, 1, self.durable),
+            Err(StorageError::Backend(_) | StorageError::Unavailable(_) | StorageError::Closed) => {
+            }
+            // Refused inside its transaction, which rolled back.
+            Err(_) => self.counters.add(1, 0, false),
+        }
+        result
+    }
+
+    fn commit_stats(&self) -> CommitStats {
+        self.counters.get()
     }
 
     fn clear(

@@ -3,7 +3,8 @@
 //!
 //! - `schema.rs`: the tables, the schema version, opening and upgrading;
 //! - `record.rs`: the byte format of one stored entry;
-//! - `read.rs`: reads, each in its own read transaction;
+//! - `snapshot.rs`: the read snapshot reads share until the next commit;
+//! - `read.rs`: reads, from that snapshot;
 //! - `writer.rs`: the writer thread and its group commit;
 //! - `apply.rs`: one write request or `clear` step inside a transaction;
 //! - `sweep.rs`: removing expired entries through the expiry index.
@@ -18,16 +19,20 @@ mod audit;
 mod read;
 mod record;
 mod schema;
+mod snapshot;
 mod sweep;
 mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use writer::{Done, Work, Writer};
+use snapshot::{Snapshot, Snapshots};
+use writer::{Done, Shared, Work, Writer};
 
-use super::{Backend, Page, Row, SweepPass, WriteRequest};
-use crate::engine::{Cleared, Durability, OpenError, Outcome, StorageError, StorageOptions, Usage};
+use super::{Backend, Counters, Page, Row, SweepPass, WriteRequest};
+use crate::engine::{
+    Cleared, CommitStats, Durability, OpenError, Outcome, StorageError, StorageOptions, Usage,
+};
 
 #[cfg(test)]
 pub(crate) use record::Record;
@@ -37,6 +42,8 @@ pub(crate) use schema::{ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA
 /// A redb database and its writer thread.
 pub(crate) struct RedbBackend {
     db: Arc<redb::Database>,
+    snapshots: Arc<Snapshots>,
+    counters: Arc<Counters>,
     writer: Writer,
     location: String,
 }
@@ -71,16 +78,31 @@ impl RedbBackend {
     fn start(db: redb::Database, path: &Path, durability: Durability) -> Result<Self, OpenError> {
         schema::init(&db, path)?;
         let db = Arc::new(db);
-        let writer =
-            Writer::spawn(db.clone(), durability).map_err(|source| OpenError::Backend {
-                location: path.display().to_string(),
-                source: Box::new(source),
-            })?;
+        let snapshots = Arc::new(Snapshots::default());
+        let counters = Arc::new(Counters::default());
+        let shared = Shared {
+            db: db.clone(),
+            snapshots: snapshots.clone(),
+            counters: counters.clone(),
+        };
+        let writer = Writer::spawn(shared, durability).map_err(|source| OpenError::Backend {
+            location: path.display().to_string(),
+            source: Box::new(source),
+        })?;
         Ok(Self {
             db,
+            snapshots,
+            counters,
             writer,
             location: path.display().to_string(),
         })
+    }
+}
+
+impl RedbBackend {
+    /// A snapshot that includes every commit acknowledged so far.
+    fn snapshot(&self) -> Result<Arc<Snapshot>, StorageError> {
+        self.snapshots.read(&self.db)
     }
 }
 
@@ -90,7 +112,7 @@ impl Backend for RedbBackend {
     }
 
     fn get(&self, ws: &str, ns: &str, key: &str, now_ms: u64) -> Result<Option<Row>, StorageError> {
-        read::get(&self.db, ws, ns, key, now_ms)
+        read::get(&*self.snapshot()?, ws, ns, key, now_ms)
     }
 
     fn get_many(
@@ -100,7 +122,7 @@ impl Backend for RedbBackend {
         keys: &[&str],
         now_ms: u64,
     ) -> Result<Vec<Option<Row>>, StorageError> {
-        read::get_many(&self.db, ws, ns, keys, now_ms)
+        read::get_many(&*self.snapshot()?, ws, ns, keys, now_ms)
     }
 
     fn list_keys(
@@ -112,7 +134,7 @@ impl Backend for RedbBackend {
         limit: usize,
         now_ms: u64,
     ) -> Result<Page, StorageError> {
-        read::list_keys(&self.db, (ws, ns), prefix, after, limit, now_ms)
+        read::list_keys(&*self.snapshot()?, (ws, ns), prefix, after, limit, now_ms)
     }
 
     fn list_namespaces(
@@ -122,15 +144,15 @@ impl Backend for RedbBackend {
         limit: usize,
         now_ms: u64,
     ) -> Result<Page, StorageError> {
-        read::list_namespaces(&self.db, ws, after, limit, now_ms)
+        read::list_namespaces(&*self.snapshot()?, ws, after, limit, now_ms)
     }
 
     fn usage(&self, ws: &str, ns: Option<&str>, now_ms: u64) -> Result<Usage, StorageError> {
-        read::usage(&self.db, ws, ns, now_ms)
+        read::usage(&*self.snapshot()?, ws, ns, now_ms)
     }
 
     fn workspaces(&self, now_ms: u64) -> Result<Vec<(String, Usage)>, StorageError> {
-        read::workspaces(&self.db, now_ms)
+        read::workspaces(&*self.snapshot()?, now_ms)
     }
 
     fn write(&self, request: WriteRequest) -> Result<Vec<Outcome>, StorageError> {
@@ -138,6 +160,10 @@ impl Backend for RedbBackend {
             Done::Write(outcomes) => Ok(outcomes),
             _ => Err(mismatch()),
         }
+    }
+
+    fn commit_stats(&self) -> CommitStats {
+        self.counters.get()
     }
 
     fn clear(

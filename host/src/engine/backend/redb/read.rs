@@ -1,46 +1,43 @@
-//! Reads, each in its own read transaction: they never wait for the writer
-//! and see the latest committed state.
+//! Reads, from the shared snapshot (`snapshot.rs`): they never wait for the
+//! writer and see every commit acknowledged before they began.
 
 use std::collections::HashMap;
 use std::ops::Bound;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::apply::row_at;
 use super::record::Record;
-use super::schema::{ENTRIES, EXPIRY, ExpiryKey, NS_USAGE, USAGE, expired_range};
+use super::schema::{EXPIRY, ExpiryKey, NS_USAGE, USAGE, expired_range};
+use super::snapshot::Snapshot;
 use crate::engine::accounting::live;
 use crate::engine::backend::{Page, Row};
 use crate::engine::{StorageError, Usage};
 
 pub(crate) fn get(
-    db: &redb::Database,
+    snap: &Snapshot,
     ws: &str,
     ns: &str,
     key: &str,
     now_ms: u64,
 ) -> Result<Option<Row>, StorageError> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(ENTRIES)?;
-    Ok(row_at(&table, ws, ns, key)?.filter(|r| r.is_live(now_ms)))
+    Ok(row_at(&snap.entries, ws, ns, key)?.filter(|r| r.is_live(now_ms)))
 }
 
 pub(crate) fn get_many(
-    db: &redb::Database,
+    snap: &Snapshot,
     ws: &str,
     ns: &str,
     keys: &[&str],
     now_ms: u64,
 ) -> Result<Vec<Option<Row>>, StorageError> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(ENTRIES)?;
     keys.iter()
-        .map(|key| Ok(row_at(&table, ws, ns, key)?.filter(|r| r.is_live(now_ms))))
+        .map(|key| Ok(row_at(&snap.entries, ws, ns, key)?.filter(|r| r.is_live(now_ms))))
         .collect()
 }
 
 pub(crate) fn list_keys(
-    db: &redb::Database,
+    snap: &Snapshot,
     (ws, ns): (&str, &str),
     prefix: &str,
     after: Option<&str>,
@@ -51,10 +48,8 @@ pub(crate) fn list_keys(
         Some(after) => Bound::Excluded((ws, ns, after)),
         None => Bound::Included((ws, ns, prefix)),
     };
-    let txn = db.begin_read()?;
-    let table = txn.open_table(ENTRIES)?;
     let mut page = Page::default();
-    for row in table.range((start, Bound::Unbounded))? {
+    for row in snap.entries.range((start, Bound::Unbounded))? {
         let (k, v) = row?;
         let (w, n, key) = k.value();
         if w != ws || n != ns || !key.starts_with(prefix) {
@@ -75,14 +70,14 @@ pub(crate) fn list_keys(
 }
 
 pub(crate) fn list_namespaces(
-    db: &redb::Database,
+    snap: &Snapshot,
     ws: &str,
     after: Option<&str>,
     limit: usize,
     now_ms: u64,
 ) -> Result<Page, StorageError> {
     let start = Bound::Excluded((ws, after.unwrap_or("")));
-    let txn = db.begin_read()?;
+    let txn = &snap.txn;
     let table = txn.open_table(NS_USAGE)?;
     let expiry = txn.open_table(EXPIRY)?;
     // Expired entries not swept yet, per namespace.
@@ -110,12 +105,12 @@ pub(crate) fn list_namespaces(
 }
 
 pub(crate) fn usage(
-    db: &redb::Database,
+    snap: &Snapshot,
     ws: &str,
     ns: Option<&str>,
     now_ms: u64,
 ) -> Result<Usage, StorageError> {
-    let txn = db.begin_read()?;
+    let txn = &snap.txn;
     let stored = match ns {
         None => txn.open_table(USAGE)?.get(ws)?.map(|g| g.value()),
         Some(ns) => txn.open_table(NS_USAGE)?.get((ws, ns))?.map(|g| g.value()),
@@ -127,10 +122,10 @@ pub(crate) fn usage(
 }
 
 pub(crate) fn workspaces(
-    db: &redb::Database,
+    snap: &Snapshot,
     now_ms: u64,
 ) -> Result<Vec<(String, Usage)>, StorageError> {
-    let txn = db.begin_read()?;
+    let txn = &snap.txn;
     let usage = txn.open_table(USAGE)?;
     let expiry = txn.open_table(EXPIRY)?;
     let mut out = Vec::new();

@@ -22,8 +22,9 @@ use redb::ReadableTable;
 
 use super::apply::{self, Tables};
 use super::schema::{META, META_NEXT_VERSION};
+use super::snapshot::Snapshots;
 use super::sweep::sweep_pass;
-use crate::engine::backend::{SweepPass, WriteRequest};
+use crate::engine::backend::{Counters, SweepPass, WriteRequest};
 use crate::engine::{Cleared, Durability, Outcome, StorageError};
 
 /// Most requests committed in one transaction.
@@ -64,6 +65,13 @@ struct Job {
     reply: SyncSender<Result<Done, StorageError>>,
 }
 
+/// What the writer shares with the readers.
+pub(crate) struct Shared {
+    pub db: Arc<redb::Database>,
+    pub snapshots: Arc<Snapshots>,
+    pub counters: Arc<Counters>,
+}
+
 /// Handle to the writer thread; dropping it stops the thread after the
 /// requests already sent are committed, and waits for it (so the database
 /// file is closed when the last handle is gone).
@@ -73,11 +81,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(db: Arc<redb::Database>, durability: Durability) -> std::io::Result<Self> {
+    /// Starts the writer; after each commit it retires the shared read
+    /// snapshot before answering, and counts what it committed.
+    pub fn spawn(shared: Shared, durability: Durability) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("cubby-writer".into())
-            .spawn(move || run(&db, durability, rx))?;
+            .spawn(move || run(&shared, durability, rx))?;
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),
@@ -107,7 +117,7 @@ impl Drop for Writer {
     }
 }
 
-fn run(db: &redb::Database, durability: Durability, rx: Receiver<Job>) {
+fn run(shared: &Shared, durability: Durability, rx: Receiver<Job>) {
     let mut flush = Flush::new(durability);
     loop {
         let first = match flush.deadline() {
@@ -118,7 +128,7 @@ fn run(db: &redb::Database, durability: Durability, rx: Receiver<Job>) {
             Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
-                    flush.run_due(db);
+                    flush.run_due(shared);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -132,17 +142,17 @@ fn run(db: &redb::Database, durability: Durability, rx: Receiver<Job>) {
             }
         }
         let durable = flush.next_commit_durable();
-        match commit_group(db, group, durable) {
+        match commit_group(shared, group, durable) {
             Ok(true) => flush.committed(durable),
             Ok(false) => {}
             Err(e) => tracing::error!(error = ?e, "write group failed"),
         }
         // Checked after every group: under constant load the channel is
         // never idle.
-        flush.run_due(db);
+        flush.run_due(shared);
     }
     if flush.pending {
-        flush_now(db);
+        flush_now(shared);
     }
 }
 
@@ -185,9 +195,9 @@ impl Flush {
 
     /// Flushes if non-durable commits are a second old; a failed flush is
     /// retried a second later, not at once.
-    fn run_due(&mut self, db: &redb::Database) {
+    fn run_due(&mut self, shared: &Shared) {
         if self.pending && self.last.elapsed() >= RELAXED_FLUSH {
-            self.pending = !flush_now(db);
+            self.pending = !flush_now(shared);
             self.last = Instant::now();
         }
     }
@@ -195,11 +205,12 @@ impl Flush {
 
 /// Makes every earlier non-durable commit durable (an empty durable commit);
 /// returns whether that worked.
-fn flush_now(db: &redb::Database) -> bool {
+fn flush_now(shared: &Shared) -> bool {
     let result = (|| -> Result<(), StorageError> {
-        let mut txn = db.begin_write()?;
+        let mut txn = shared.db.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)?;
         txn.commit()?;
+        shared.counters.add(0, 1, true);
         Ok(())
     })();
     if let Err(e) = &result {
@@ -211,11 +222,16 @@ fn flush_now(db: &redb::Database) -> bool {
 /// Applies a group in one transaction and answers every job; returns whether
 /// anything was committed. A backend failure aborts the group (nothing
 /// committed) and is sent to every job.
-fn commit_group(db: &redb::Database, group: Vec<Job>, durable: bool) -> Result<bool, StorageError> {
+fn commit_group(shared: &Shared, group: Vec<Job>, durable: bool) -> Result<bool, StorageError> {
     let (works, replies): (Vec<Work>, Vec<_>) =
         group.into_iter().map(|j| (j.work, j.reply)).unzip();
-    match apply_group(db, works, durable) {
+    let writes = works.iter().filter(|w| matches!(w, Work::Write(_))).count() as u64;
+    match apply_group(&shared.db, works, durable) {
         Ok((results, committed)) => {
+            if committed {
+                shared.snapshots.committed();
+            }
+            shared.counters.add(writes, u64::from(committed), durable);
             for (reply, result) in replies.into_iter().zip(results) {
                 // The caller may have gone away; a committed write stays
                 // committed.
