@@ -239,6 +239,70 @@ async fn a_plugin_that_loops_forever_is_stopped_and_the_host_keeps_serving() {
 }
 
 #[tokio::test]
+async fn a_full_instance_pool_is_a_busy_error_and_its_slot_returns_when_the_call_ends() {
+    let storage = memory_storage();
+    let runtime = runtime_builder()
+        .max_instances(1)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let probe_plugin = runtime.load_file(guests::PROBE).await.unwrap();
+    let (a, b) = (
+        storage.workspace("a").unwrap(),
+        storage.workspace("b").unwrap(),
+    );
+    let spinning = probe_plugin.call(&a, br#"{"op":"spin"}"#);
+    let meanwhile = async {
+        // Give the spinning call time to take the only slot.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        probe_plugin
+            .call(&b, br#"{"op":"set","key":"k","value":"v"}"#)
+            .await
+    };
+    let (spun, busy) = tokio::join!(spinning, meanwhile);
+    assert!(matches!(spun, Err(CallError::Timeout { .. })), "{spun:?}");
+    let busy = busy.unwrap_err();
+    assert!(matches!(busy, CallError::Busy(_)), "{busy:?}");
+    assert!(busy.to_string().contains("max_instances"), "{busy}");
+    assert_eq!(b.get("k").unwrap(), None, "the refused call did nothing");
+
+    let r = probe(&probe_plugin, &b, json!({"op":"set","key":"k","value":"v"})).await;
+    assert_eq!(r, json!({"ok": null}), "the slot is free again");
+}
+
+#[test]
+fn nothing_of_one_call_is_visible_to_the_next_on_a_reused_instance_slot() {
+    let storage = memory_storage();
+    let (a, b) = (
+        storage.workspace("a").unwrap(),
+        storage.workspace("b").unwrap(),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let runtime = runtime_builder().max_instances(1).build().unwrap();
+    let probe_plugin = rt.block_on(runtime.load_file(guests::PROBE)).unwrap();
+    let leftover = |ws| {
+        let out = probe_plugin
+            .call_blocking(ws, br#"{"op":"leftover"}"#)
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()["ok"].clone()
+    };
+    let first = leftover(&a);
+    assert_eq!(first["calls_before"], 0, "{first}");
+    for i in 0..20 {
+        // A call that grows its memory by many megabytes in the one slot.
+        let r = probe_plugin
+            .call_blocking(
+                if i % 2 == 0 { &a } else { &b },
+                br#"{"op":"set-bytes","key":"big","len":1000}"#,
+            )
+            .unwrap();
+        assert_eq!(r, br#"{"ok":null}"#);
+        let _ = probe_plugin.call_blocking(&a, br#"{"op":"grow"}"#);
+        assert_eq!(leftover(&b), first, "call {i} saw what an earlier one left");
+    }
+}
+
+#[tokio::test]
 async fn a_plugin_that_eats_memory_is_stopped_at_the_limit_and_the_host_keeps_serving() {
     let storage = memory_storage();
     let runtime = runtime_builder()

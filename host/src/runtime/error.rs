@@ -143,6 +143,15 @@ pub enum CallError {
     /// at debug level.
     #[error("plugin trapped")]
     Trap(#[source] BoxError),
+    /// Every instance slot of the runtime's pool was in use: this many calls
+    /// were already running. Nothing of this call ran; try again, or build
+    /// the runtime with a larger
+    /// [`max_instances`](crate::RuntimeBuilder::max_instances).
+    /// The source is wasmtime's account of which pool ran out.
+    #[error(
+        "every plugin instance slot is in use by running calls; try again, or raise the runtime's max_instances"
+    )]
+    Busy(#[source] BoxError),
     /// The call failed on the host (its blocking task could not run, or the
     /// host could not set up the instance).
     #[error("the call failed on the host")]

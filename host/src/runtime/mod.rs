@@ -51,12 +51,15 @@ pub enum Output {
 /// Configures and builds a [`Runtime`].
 ///
 /// Defaults: 64 MiB of linear memory per instance, 10 s of wall-clock time per
-/// call, stdout and stderr discarded, no stdin, no environment variables,
-/// every `wasi:keyvalue` bucket allowed, no compilation cache.
+/// call, up to 100 instances at once from a pool, stdout and stderr
+/// discarded, no stdin, no environment variables, every `wasi:keyvalue`
+/// bucket allowed, no compilation cache.
 #[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
     max_memory_bytes: usize,
     timeout: Duration,
+    max_instances: u32,
+    pooling: bool,
     stdout: Output,
     stderr: Output,
     inherit_stdin: bool,
@@ -79,6 +82,38 @@ impl RuntimeBuilder {
     /// stopped with [`CallError::Timeout`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How many plugin instances may exist at once, which is how many calls
+    /// may run at once (default 100). Instances come from a pool the runtime
+    /// sets up once, so a call does not map, zero and unmap memory: its
+    /// instance takes a free slot and gives it back reset. A call that finds
+    /// every slot taken fails at once with [`CallError::Busy`]; it does not
+    /// wait.
+    ///
+    /// The pool reserves (but does not commit) address space for every slot:
+    /// about 4 GiB per linear memory (so that the compiled code needs no
+    /// bounds checks), up to 4 memories per instance (a component with more
+    /// fails to load), so the default reserves about 1.6 TiB of the 128 TiB a
+    /// 64-bit Linux process has. Memory is only resident while slots are in
+    /// use, and up to 64 KiB of each slot used before stays resident so that
+    /// the next call need not fault it in again.
+    ///
+    /// Ignored with [`engine`](Self::engine) (the embedder's engine decides).
+    pub fn max_instances(mut self, instances: u32) -> Self {
+        self.max_instances = instances.max(1);
+        self
+    }
+
+    /// Whether instances come from the pool (the default) or are allocated
+    /// and freed on every call (`false`: each call costs tens of
+    /// microseconds more, but no address space is reserved up front and
+    /// there is no limit on concurrent calls). If the operating system
+    /// refuses the pool's reservation (for example under `ulimit -v`), the
+    /// runtime falls back to allocating per call and logs a warning.
+    pub fn pooling(mut self, pooling: bool) -> Self {
+        self.pooling = pooling;
         self
     }
 
@@ -153,19 +188,7 @@ impl RuntimeBuilder {
         let engine = match self.engine.take() {
             Some(_) if self.cache_dir.is_some() => return Err(RuntimeError::CacheWithOwnEngine),
             Some(engine) => engine,
-            None => {
-                let mut config = Runtime::engine_config();
-                if let Some(dir) = &self.cache_dir {
-                    let mut cache = wasmtime::CacheConfig::new();
-                    cache.with_directory(dir);
-                    let cache = wasmtime::Cache::new(cache).map_err(|e| RuntimeError::Cache {
-                        dir: dir.clone(),
-                        source: e.into(),
-                    })?;
-                    config.cache(Some(cache));
-                }
-                Engine::new(&config).map_err(|e| RuntimeError::Engine(e.into()))?
-            }
+            None => self.new_engine()?,
         };
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -180,6 +203,66 @@ impl RuntimeBuilder {
             }),
         })
     }
+}
+
+impl RuntimeBuilder {
+    /// The engine the runtime creates: pooled instances when asked for and
+    /// the system allows, the compile cache when asked for.
+    fn new_engine(&mut self) -> Result<Engine, RuntimeError> {
+        let mut config = Runtime::engine_config();
+        if let Some(dir) = &self.cache_dir {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = wasmtime::Cache::new(cache).map_err(|e| RuntimeError::Cache {
+                dir: dir.clone(),
+                source: e.into(),
+            })?;
+            config.cache(Some(cache));
+        }
+        if self.pooling {
+            let mut pooled = config.clone();
+            pooled.allocation_strategy(pool_config(self.max_instances));
+            match Engine::new(&pooled) {
+                Ok(engine) => return Ok(engine),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot reserve the instance pool; allocating instances per call instead"
+                    );
+                    self.pooling = false;
+                }
+            }
+        }
+        Engine::new(&config).map_err(|e| RuntimeError::Engine(e.into()))
+    }
+}
+
+/// Most linear memories one instance may have with the pooling allocator
+/// (a Rust plugin has one); a component with more fails to load.
+const MAX_MEMORIES_PER_INSTANCE: u32 = 4;
+/// Most tables one pooled instance may have (a Rust plugin has two).
+const MAX_TABLES_PER_INSTANCE: u32 = 16;
+/// Most core module instances one pooled instance may have (a Rust plugin
+/// has a handful; plugins built by other languages' toolchains more).
+const MAX_CORE_INSTANCES_PER_INSTANCE: u32 = 64;
+/// How much of a used memory slot stays resident for the next instance.
+const KEEP_RESIDENT: usize = 64 << 10;
+
+/// The instance pool for `instances` concurrent instances, each within the
+/// per-instance maxima above.
+fn pool_config(instances: u32) -> wasmtime::InstanceAllocationStrategy {
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES_PER_INSTANCE))
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_INSTANCE)
+        .total_memories(instances.saturating_mul(MAX_MEMORIES_PER_INSTANCE))
+        .max_memories_per_component(MAX_MEMORIES_PER_INSTANCE)
+        .total_tables(instances.saturating_mul(MAX_TABLES_PER_INSTANCE))
+        .max_tables_per_component(MAX_TABLES_PER_INSTANCE)
+        .total_stacks(instances)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT);
+    wasmtime::InstanceAllocationStrategy::Pooling(pool)
 }
 
 /// Loads plugins (compiling each once) and holds the limits every call runs
@@ -221,12 +304,16 @@ impl Runtime {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
     /// The default linear-memory limit of one instance, in bytes.
     pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
+    /// The default number of instances that may exist at once.
+    pub const DEFAULT_MAX_INSTANCES: u32 = 100;
 
     /// A builder with the default limits.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
             timeout: Self::DEFAULT_TIMEOUT,
+            max_instances: Self::DEFAULT_MAX_INSTANCES,
+            pooling: true,
             stdout: Output::Discard,
             stderr: Output::Discard,
             inherit_stdin: false,

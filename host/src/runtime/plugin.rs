@@ -85,8 +85,9 @@ impl Plugin {
     /// bound to `workspace`, on a blocking thread.
     ///
     /// Errors: a plugin that is not a handler, the plugin's own error
-    /// ([`CallError::Plugin`]), a trap, the time or memory limit. None of them
-    /// affects other calls or workspaces.
+    /// ([`CallError::Plugin`]), a trap, the time or memory limit, every
+    /// instance slot in use ([`CallError::Busy`]). None of them affects
+    /// other calls or workspaces.
     pub async fn call(&self, workspace: &Workspace, request: &[u8]) -> Result<Vec<u8>, CallError> {
         let this = self.clone();
         let workspace = workspace.clone();
@@ -94,7 +95,19 @@ impl Plugin {
         on_blocking_thread(move || this.call_blocking(&workspace, &request)).await
     }
 
-    fn call_blocking(&self, workspace: &Workspace, request: &[u8]) -> Result<Vec<u8>, CallError> {
+    /// [`call`](Self::call) on the current thread, for embedders that are
+    /// already on a thread that may block (a thread of their own, or inside
+    /// `spawn_blocking`): it saves the hand-off to tokio's blocking pool,
+    /// which costs more than the rest of a short call. The same isolation
+    /// and limits apply.
+    ///
+    /// Do not call it on an async executor's worker thread: storage calls
+    /// block until the database answers.
+    pub fn call_blocking(
+        &self,
+        workspace: &Workspace,
+        request: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
         let pre = self
             .inner
             .handler
@@ -129,7 +142,13 @@ impl Plugin {
         on_blocking_thread(move || this.run_blocking(&workspace, &args)).await
     }
 
-    fn run_blocking(&self, workspace: &Workspace, args: &[String]) -> Result<RunOutput, CallError> {
+    /// [`run`](Self::run) on the current thread; see
+    /// [`call_blocking`](Self::call_blocking) for when to use it.
+    pub fn run_blocking(
+        &self,
+        workspace: &Workspace,
+        args: &[String],
+    ) -> Result<RunOutput, CallError> {
         let pre = self
             .inner
             .command
@@ -176,6 +195,9 @@ fn classify(runtime: &Runtime, store: &Store<HostState>, e: wasmtime::Error) -> 
             limit: config.max_memory_bytes,
             requested,
         };
+    }
+    if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+        return CallError::Busy(e.into());
     }
     // The full error carries the guest's wasm backtrace over many lines:
     // useful to a plugin author, so it is logged; the caller gets the trap.

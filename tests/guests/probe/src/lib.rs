@@ -5,6 +5,7 @@
 //! compare-and-swap, batches, transactions, namespaces, usage). It also probes the sandbox and misbehaves on request: loops
 //! forever, grows memory without bound, or panics.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cubby_sdk::{Condition, Namespace, Transaction};
@@ -106,11 +107,26 @@ enum Request {
     Keys {
         prefix: Option<String>,
     },
-    /// `n` gets of one key in a loop (for the benchmark); answers the hits.
+    /// `n` gets in a loop (for the benchmark): of `key` itself, or with
+    /// `spread`, of the keys `{key}0` … `{key}{spread-1}` in turn (named
+    /// before the loop starts); answers the hits.
     RepeatGet {
         key: String,
         n: u32,
+        #[serde(default)]
+        spread: u32,
     },
+    /// `n` sets of `{key}0` … `{key}{n-1}` to a 16-byte value, each its own
+    /// write (for the benchmark); answers `n`.
+    RepeatSet {
+        key: String,
+        n: u32,
+    },
+    /// What this instance found left of earlier calls: how many calls its
+    /// statics counted before this one, and its memory's size in 64 KiB
+    /// pages when the call began (both the same on every call when each call
+    /// gets a fresh instance).
+    Leftover,
     /// Tries the ambient authority a plugin must not have: the host's files,
     /// its environment, and a TCP connection to `port` on loopback.
     Ambient {
@@ -183,6 +199,7 @@ struct Probe;
 
 impl cubby_sdk::Plugin for Probe {
     fn handle(request: Vec<u8>) -> Result<Vec<u8>, String> {
+        let pages_at_start = memory_pages();
         let request: Request =
             serde_json::from_slice(&request).map_err(|e| format!("bad request: {e}"))?;
         let result = match request {
@@ -275,11 +292,27 @@ impl cubby_sdk::Plugin for Probe {
                 };
                 keys.collect::<Result<Vec<_>, _>>().map(|k| json!(k))
             }
-            Request::RepeatGet { key, n } => (0..n)
-                .try_fold(0u32, |hits, _| {
-                    cubby_sdk::get(&key).map(|v| hits + u32::from(v.is_some()))
-                })
-                .map(|hits| json!(hits)),
+            Request::RepeatGet { key, n, spread } => {
+                let keys: Vec<String> = match spread {
+                    0 => vec![key],
+                    _ => (0..spread).map(|i| format!("{key}{i}")).collect(),
+                };
+                (0..n as usize)
+                    .try_fold(0u32, |hits, i| {
+                        cubby_sdk::get(&keys[i % keys.len()]).map(|v| hits + u32::from(v.is_some()))
+                    })
+                    .map(|hits| json!(hits))
+            }
+            Request::RepeatSet { key, n } => (0..n)
+                .try_for_each(|i| cubby_sdk::set(format!("{key}{i}"), [7u8; 16]))
+                .map(|()| json!(n)),
+            Request::Leftover => {
+                static CALLS: AtomicU64 = AtomicU64::new(0);
+                Ok(json!({
+                    "calls_before": CALLS.fetch_add(1, Ordering::SeqCst),
+                    "pages": pages_at_start,
+                }))
+            }
             Request::Ambient { port } => Ok(json!({
                 "files": std::fs::read_dir("/").is_ok() || std::fs::read("/etc/hostname").is_ok(),
                 "env": std::env::vars().count(),
@@ -326,3 +359,12 @@ fn kind(e: &cubby_sdk::Error) -> &'static str {
 }
 
 cubby_sdk::export!(Probe);
+
+/// The size of this instance's memory, in 64 KiB pages (0 off wasm, where
+/// the guest is only type-checked).
+fn memory_pages() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size(0);
+    #[cfg(not(target_arch = "wasm32"))]
+    0
+}
