@@ -57,6 +57,20 @@ fn run(command: &str, bucket: &str, rest: &[String]) -> Outcome {
             b.set(arg(rest, 0), arg(rest, 1).as_bytes())?;
             "ok".into()
         }
+        // `get-loop PREFIX N SPREAD`: N gets of PREFIX0 … PREFIX{SPREAD-1}
+        // in turn (named before the loop), for the benchmark; prints the hits.
+        "get-loop" => {
+            let n: usize = arg(rest, 1).parse().unwrap_or(0);
+            let spread: usize = arg(rest, 2).parse().unwrap_or(1).max(1);
+            let keys: Vec<String> = (0..spread)
+                .map(|i| format!("{}{i}", arg(rest, 0)))
+                .collect();
+            let mut hits = 0u64;
+            for i in 0..n {
+                hits += u64::from(b.get(&keys[i % spread])?.is_some());
+            }
+            hits.to_string()
+        }
         "set-size" => {
             let size = arg(rest, 1).parse().unwrap_or(0);
             b.set(arg(rest, 0), &vec![b'x'; size])?;
