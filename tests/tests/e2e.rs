@@ -238,8 +238,8 @@ async fn a_plugin_that_loops_forever_is_stopped_and_the_host_keeps_serving() {
     assert_eq!(b.get("k").unwrap().unwrap(), b"v");
 }
 
-#[tokio::test]
-async fn a_full_instance_pool_is_a_busy_error_and_its_slot_returns_when_the_call_ends() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_instance_pool_makes_async_calls_wait_and_blocking_calls_busy() {
     let storage = memory_storage();
     let runtime = runtime_builder()
         .max_instances(1)
@@ -255,19 +255,27 @@ async fn a_full_instance_pool_is_a_busy_error_and_its_slot_returns_when_the_call
     let meanwhile = async {
         // Give the spinning call time to take the only slot.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        probe_plugin
-            .call(&b, br#"{"op":"set","key":"k","value":"v"}"#)
-            .await
+        let (plugin, ws) = (probe_plugin.clone(), b.clone());
+        let blocking = tokio::task::spawn_blocking(move || {
+            plugin.call_blocking(&ws, br#"{"op":"set","key":"k","value":"v"}"#)
+        })
+        .await
+        .unwrap();
+        assert_eq!(b.get("k").unwrap(), None, "the refused call did nothing");
+        let waited = probe(&probe_plugin, &b, json!({"op":"set","key":"k","value":"v"})).await;
+        (blocking, waited)
     };
-    let (spun, busy) = tokio::join!(spinning, meanwhile);
+    let (spun, (blocking, waited)) = tokio::join!(spinning, meanwhile);
     assert!(matches!(spun, Err(CallError::Timeout { .. })), "{spun:?}");
-    let busy = busy.unwrap_err();
+    let busy = blocking.unwrap_err();
     assert!(matches!(busy, CallError::Busy(_)), "{busy:?}");
     assert!(busy.to_string().contains("max_instances"), "{busy}");
-    assert_eq!(b.get("k").unwrap(), None, "the refused call did nothing");
-
-    let r = probe(&probe_plugin, &b, json!({"op":"set","key":"k","value":"v"})).await;
-    assert_eq!(r, json!({"ok": null}), "the slot is free again");
+    assert_eq!(
+        waited,
+        json!({"ok": null}),
+        "the async call waited for the slot"
+    );
+    assert_eq!(b.get("k").unwrap().unwrap(), b"v");
 }
 
 #[test]

@@ -143,9 +143,12 @@ pub enum CallError {
     /// at debug level.
     #[error("plugin trapped")]
     Trap(#[source] BoxError),
-    /// Every instance slot of the runtime's pool was in use: this many calls
-    /// were already running. Nothing of this call ran; try again, or build
-    /// the runtime with a larger
+    /// Every instance slot of the runtime's pool was in use by running
+    /// calls, for a [`call_blocking`](crate::Plugin::call_blocking) or
+    /// [`run_blocking`](crate::Plugin::run_blocking) (async calls wait for a
+    /// slot instead), or for any call on an engine of the embedder's own
+    /// whose pool ran out. Nothing of this call ran; try again, or build the
+    /// runtime with a larger
     /// [`max_instances`](crate::RuntimeBuilder::max_instances).
     /// The source is wasmtime's account of which pool ran out.
     #[error(

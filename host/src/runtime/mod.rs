@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
@@ -88,9 +89,10 @@ impl RuntimeBuilder {
     /// How many plugin instances may exist at once, which is how many calls
     /// may run at once (default 100). Instances come from a pool the runtime
     /// sets up once, so a call does not map, zero and unmap memory: its
-    /// instance takes a free slot and gives it back reset. A call that finds
-    /// every slot taken fails at once with [`CallError::Busy`]; it does not
-    /// wait.
+    /// instance takes a free slot and gives it back reset. An async
+    /// [`Plugin::call`] or [`Plugin::run`] that finds every slot taken waits
+    /// for one; [`Plugin::call_blocking`] and [`Plugin::run_blocking`] fail
+    /// at once with [`CallError::Busy`] instead of blocking their thread.
     ///
     /// The pool reserves (but does not commit) address space for every slot:
     /// about 4 GiB per linear memory (so that the compiled code needs no
@@ -185,6 +187,7 @@ impl RuntimeBuilder {
     /// [`add_to_linker`](crate::add_to_linker)), and starts the epoch ticker
     /// that enforces the time limit.
     pub fn build(mut self) -> Result<Runtime, RuntimeError> {
+        let own_engine = self.engine.is_some();
         let engine = match self.engine.take() {
             Some(_) if self.cache_dir.is_some() => return Err(RuntimeError::CacheWithOwnEngine),
             Some(engine) => engine,
@@ -195,9 +198,12 @@ impl RuntimeBuilder {
             .and_then(|()| crate::add_to_linker(&mut linker, |s: &mut HostState| &mut s.storage))
             .map_err(|e| RuntimeError::Engine(e.into()))?;
         start_epoch_ticker(&engine).map_err(|e| RuntimeError::Engine(e.into()))?;
+        let pooled = self.pooling && !own_engine;
+        let slots = pooled.then(|| Arc::new(Semaphore::new(self.max_instances as usize)));
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
+                slots,
                 linker,
                 config: self,
             }),
@@ -287,6 +293,9 @@ pub struct Runtime {
 
 struct RuntimeInner {
     engine: Engine,
+    /// One permit per slot of the instance pool (when the runtime pools its
+    /// own instances), so async calls wait for a slot instead of failing.
+    slots: Option<Arc<Semaphore>>,
     linker: Linker<HostState>,
     config: RuntimeBuilder,
 }
@@ -337,6 +346,11 @@ impl Runtime {
     /// The wasmtime engine plugins are compiled for and run on.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// The pool's slots, if the runtime pools instances.
+    pub(crate) fn slots(&self) -> Option<&Arc<Semaphore>> {
+        self.inner.slots.as_ref()
     }
 
     /// The limits and stdio policy every call runs under.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::Store;
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
@@ -92,7 +93,8 @@ impl Plugin {
         let this = self.clone();
         let workspace = workspace.clone();
         let request = request.to_vec();
-        on_blocking_thread(move || this.call_blocking(&workspace, &request)).await
+        let slot = self.wait_for_slot().await?;
+        on_blocking_thread(move || this.call_in_slot(&workspace, &request, slot)).await
     }
 
     /// [`call`](Self::call) on the current thread, for embedders that are
@@ -107,6 +109,43 @@ impl Plugin {
         &self,
         workspace: &Workspace,
         request: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
+        let slot = self.try_slot()?;
+        self.call_in_slot(workspace, request, slot)
+    }
+
+    /// A free slot of the runtime's instance pool, waiting for one (`None`
+    /// when the runtime does not pool).
+    async fn wait_for_slot(&self) -> Result<Option<OwnedSemaphorePermit>, CallError> {
+        match self.inner.runtime.slots() {
+            None => Ok(None),
+            Some(slots) => slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map(Some)
+                .map_err(|e| CallError::Host(Box::new(e))),
+        }
+    }
+
+    /// A free slot of the runtime's instance pool, or [`CallError::Busy`].
+    fn try_slot(&self) -> Result<Option<OwnedSemaphorePermit>, CallError> {
+        match self.inner.runtime.slots() {
+            None => Ok(None),
+            Some(slots) => slots
+                .clone()
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|e| CallError::Busy(Box::new(e))),
+        }
+    }
+
+    /// Runs a call while holding `_slot`.
+    fn call_in_slot(
+        &self,
+        workspace: &Workspace,
+        request: &[u8],
+        _slot: Option<OwnedSemaphorePermit>,
     ) -> Result<Vec<u8>, CallError> {
         let pre = self
             .inner
@@ -139,7 +178,8 @@ impl Plugin {
         let this = self.clone();
         let workspace = workspace.clone();
         let args = args.to_vec();
-        on_blocking_thread(move || this.run_blocking(&workspace, &args)).await
+        let slot = self.wait_for_slot().await?;
+        on_blocking_thread(move || this.run_in_slot(&workspace, &args, slot)).await
     }
 
     /// [`run`](Self::run) on the current thread; see
@@ -148,6 +188,17 @@ impl Plugin {
         &self,
         workspace: &Workspace,
         args: &[String],
+    ) -> Result<RunOutput, CallError> {
+        let slot = self.try_slot()?;
+        self.run_in_slot(workspace, args, slot)
+    }
+
+    /// Runs `main` while holding `_slot`.
+    fn run_in_slot(
+        &self,
+        workspace: &Workspace,
+        args: &[String],
+        _slot: Option<OwnedSemaphorePermit>,
     ) -> Result<RunOutput, CallError> {
         let pre = self
             .inner
