@@ -142,13 +142,16 @@ fn main() {
         .block_on(runtime.load_file(cubby_artifacts::PROBE))
         .unwrap();
 
+    let kv_guest = tokio
+        .block_on(runtime.load_file(cubby_artifacts::KV_DRAFT))
+        .unwrap();
     reads(
         &plan,
         dir.path(),
         &entries,
         &ws,
         &runtime,
-        &probe,
+        [&probe, &kv_guest],
         &mut report,
     );
     calls(&plan, &ws, &probe, &tokio, &mut report);
@@ -220,7 +223,7 @@ fn reads(
     entries: &[(String, Vec<u8>)],
     ws: &Workspace,
     runtime: &Runtime,
-    probe: &Plugin,
+    [probe, kv_guest]: [&Plugin; 2],
     report: &mut Report,
 ) {
     let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
@@ -237,10 +240,6 @@ fn reads(
         Path::new(cubby_artifacts::KV_DRAFT),
         entries,
     );
-    let kv_guest = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(runtime.load_file(cubby_artifacts::KV_DRAFT))
-        .unwrap();
     let (n, spread) = (plan.gets, plan.keys);
     let hit = |v: Option<Vec<u8>>| assert!(v.is_some());
     let results = interleaved(
@@ -331,7 +330,6 @@ fn calls(
                 .await
         })
         .unwrap();
-    let rss_before = resident_bytes();
     let results = interleaved(
         plan.rounds,
         vec![
@@ -365,12 +363,17 @@ fn calls(
             ),
         ],
     );
+    // Resident memory over calls of their own, after the pool is warm.
+    let rss_before = resident_bytes();
+    for _ in 0..plan.calls {
+        probe.call_blocking(ws, request).unwrap();
+    }
     let rss_growth = resident_bytes().saturating_sub(rss_before);
     let leftover = probe.call_blocking(ws, br#"{"op":"leftover"}"#).unwrap();
     let pages: u64 = serde_json::from_slice::<serde_json::Value>(&leftover).unwrap()["ok"]["pages"]
         .as_u64()
         .unwrap();
-    let calls_made = u64::from(plan.calls) * 11 / 10 * 3 * plan.rounds as u64;
+    let calls_made = u64::from(plan.calls);
     let memory = format!(
         "guest linear memory {} KiB per instance; process RSS grew {} bytes per call over {calls_made} calls",
         pages * 64,

@@ -399,6 +399,19 @@ async fn bad_components_are_clear_errors() {
     assert!(matches!(err, LoadError::UnsatisfiedImport { .. }), "{err}");
     assert!(err.to_string().contains("acme:db/sql"), "{err}");
 
+    // More linear memories than a pooled instance may have (4): refused
+    // when loaded, not on every call.
+    let memories =
+        "(core module $m (memory 1)) ".to_owned() + &"(core instance (instantiate $m)) ".repeat(5);
+    let err = load(wat::parse_str(format!("(component {memories})")).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
+    assert!(
+        format!("{:?}", anyhow::Error::from(err)).contains("memories"),
+        "names what is over the limit"
+    );
+
     let mut truncated = std::fs::read(guests::NOTES).unwrap();
     truncated.truncate(truncated.len() / 2);
     let err = load(truncated).await.unwrap_err();

@@ -191,6 +191,28 @@ fn notes_and_kv_inspection(place: &Place) {
     );
 }
 
+/// Under an address-space limit far too small for the instance pool (which
+/// reserves address space for 100 instances), the runtime allocates each
+/// instance per call instead, says so once, and plugins still run.
+#[cfg(target_os = "linux")]
+#[test]
+fn without_address_space_for_the_pool_plugins_still_run() {
+    let env = Env::new();
+    let mut cmd = Command::new("sh");
+    // 64 GiB: room for one instance, not for the pool.
+    cmd.args(["-c", r#"ulimit -v 67108864 && exec "$0" "$@""#])
+        .arg(env!("CARGO_BIN_EXE_cubby"))
+        .args(["--db", &env.db, "call", guests::NOTES, "-w", "a"])
+        .args(["--input", r#"{"op":"add","text":"x"}"#]);
+    let out = env.run(cmd, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(ok(out).trim(), r#"{"id":1,"text":"x"}"#);
+    assert!(
+        stderr.contains("allocating instances per call"),
+        "the fallback is logged: {stderr}"
+    );
+}
+
 #[test]
 fn errors_are_one_clear_line() {
     let env = Env::new();

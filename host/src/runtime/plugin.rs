@@ -86,9 +86,9 @@ impl Plugin {
     /// bound to `workspace`, on a blocking thread.
     ///
     /// Errors: a plugin that is not a handler, the plugin's own error
-    /// ([`CallError::Plugin`]), a trap, the time or memory limit, every
-    /// instance slot in use ([`CallError::Busy`]). None of them affects
-    /// other calls or workspaces.
+    /// ([`CallError::Plugin`]), a trap, the time or memory limit. None of
+    /// them affects other calls or workspaces. When every slot of the
+    /// runtime's instance pool is taken, the call waits for one.
     pub async fn call(&self, workspace: &Workspace, request: &[u8]) -> Result<Vec<u8>, CallError> {
         let this = self.clone();
         let workspace = workspace.clone();
