@@ -297,8 +297,13 @@ macro_rules! storage_host {
                 }
 
                 $($async)? fn limits(&mut self) -> wasmtime::Result<wit::WorkspaceLimits> {
-                    // Reads only what the storage holds in memory: no I/O.
-                    let quota = self.workspace().quota();
+                    // The quota may be stored in the database; if it cannot
+                    // be read, the plugin is told the default (writes are
+                    // still checked against the stored one).
+                    let quota = self.workspace().quota().unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "could not read the workspace's quota");
+                        self.workspace().storage().limits().default_quota()
+                    });
                     let limits = self.workspace().storage().limits();
                     Ok(wit::WorkspaceLimits {
                         max_keys: quota.max_keys,

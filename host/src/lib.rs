@@ -136,9 +136,10 @@ pub mod testing;
 
 pub use context::{StorageCtx, add_to_linker, add_to_linker_async};
 pub use engine::{
-    Action, BoxError, Cleared, Clock, CommitStats, Condition, Durability, Entry, KeyPage, Keys,
-    Limits, MAX_NAMESPACE_BYTES, ManualClock, Namespace, Op, OpenError, Outcome, PostgresOptions,
-    Quota, Storage, StorageError, StorageOptions, SystemClock, Usage, Workspace, WriteOptions,
+    Action, BoxError, Cleared, Clock, CommitStats, Condition, Durability, Entry, ExportOptions,
+    ExportSummary, ImportMode, ImportSummary, KeyPage, Keys, Limits, MAX_NAMESPACE_BYTES,
+    ManualClock, Namespace, Op, OpenError, Outcome, PostgresOptions, Progress, Quota, Storage,
+    StorageError, StorageOptions, SystemClock, TransferError, Usage, Workspace, WriteOptions,
 };
 pub use runtime::{
     CallError, LoadError, Output, Plugin, RunOutput, Runtime, RuntimeBuilder, RuntimeError,

@@ -58,6 +58,13 @@ impl UsageChange {
         }
     }
 
+    /// An entry that accounts for `bytes` is stored.
+    pub fn added(&mut self, ns: &str, bytes: u64) {
+        let d = self.slot(ns);
+        d.keys += 1;
+        d.bytes += bytes as i64;
+    }
+
     /// A stored entry that accounted for `bytes` is removed.
     pub fn remove(&mut self, ns: &str, bytes: u64) {
         let d = self.slot(ns);

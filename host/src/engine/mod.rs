@@ -33,6 +33,7 @@ mod rules;
 mod stage;
 mod storage;
 mod sweeper;
+mod transfer;
 mod types;
 mod workspace;
 
@@ -45,6 +46,9 @@ pub use namespace::{Keys, Namespace};
 pub use options::{Durability, PostgresOptions, StorageOptions};
 pub use rules::MAX_NAMESPACE_BYTES;
 pub use storage::Storage;
+pub use transfer::{
+    ExportOptions, ExportSummary, ImportMode, ImportSummary, Progress, TransferError,
+};
 pub use types::{
     Action, Cleared, CommitStats, Condition, Entry, KeyPage, Op, Outcome, Quota, Usage,
     WriteOptions,

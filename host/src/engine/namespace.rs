@@ -352,7 +352,7 @@ impl Namespace {
             workspace: self.workspace.clone(),
             ops,
             now_ms: self.storage.now_ms(),
-            quota: self.storage.quota(&self.workspace),
+            quota: self.storage.quota_rule(&self.workspace),
         })
     }
 }

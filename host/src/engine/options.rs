@@ -42,8 +42,11 @@ pub struct StorageOptions {
     /// [`OpenError::Corrupt`](crate::OpenError::Corrupt); without it, such
     /// damage may only show up later, possibly as a panic inside redb.
     pub verify_on_open: bool,
-    /// Per-workspace quotas that replace the defaults in `limits`; change
+    /// Per-workspace quotas that this process enforces instead of the
+    /// defaults in `limits` and of any quota stored in the database; change
     /// them later with [`Storage::set_quota`](crate::Storage::set_quota).
+    /// Quotas every process should enforce are stored in the database
+    /// instead ([`Storage::store_quota`](crate::Storage::store_quota)).
     pub quotas: HashMap<String, Quota>,
     /// The clock that expiry is measured by (default: the system clock).
     /// Several host processes sharing a PostgreSQL database should have
@@ -56,6 +59,11 @@ pub struct StorageOptions {
     pub sweep_interval: Option<Duration>,
     /// How a PostgreSQL database is connected to; ignored by redb.
     pub postgres: PostgresOptions,
+    /// redb files: the most memory redb's page cache may hold, in bytes
+    /// (`None`: redb's default, 1 GiB). Reads and writes of large
+    /// workspaces (exports, imports) keep their own memory flat; this bounds
+    /// what the database caches of them. Ignored by PostgreSQL and memory.
+    pub cache_size: Option<usize>,
 }
 
 impl Default for StorageOptions {
@@ -68,6 +76,7 @@ impl Default for StorageOptions {
             clock: Arc::new(SystemClock),
             sweep_interval: Some(Duration::from_secs(1)),
             postgres: PostgresOptions::default(),
+            cache_size: None,
         }
     }
 }

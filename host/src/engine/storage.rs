@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::backend::Backend;
 use super::backend::postgres::PostgresBackend;
 use super::backend::redb::RedbBackend;
+use super::backend::{Backend, QuotaRule};
 use super::sweeper::{SWEEP_BUDGET, Sweeper};
+use super::transfer::STAGING_PREFIX;
 use super::{
     Clock, CommitStats, Limits, OpenError, Quota, StorageError, StorageOptions, Usage, Workspace,
     rules,
@@ -136,22 +137,46 @@ impl Storage {
         self.inner.backend.location()
     }
 
-    /// The quota of workspace `id`: its override, or the default from
-    /// [`Limits`].
-    pub fn quota(&self, id: &str) -> Quota {
-        self.inner
-            .quotas
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .copied()
-            .unwrap_or_else(|| self.inner.limits.default_quota())
+    /// The quota that workspace `id`'s writes are checked against: this
+    /// process's override ([`set_quota`](Self::set_quota)), else the one
+    /// stored in the database ([`store_quota`](Self::store_quota)), else
+    /// the default from [`Limits`].
+    pub fn quota(&self, id: &str) -> Result<Quota, StorageError> {
+        let rule = self.quota_rule(id);
+        if rule.fixed.is_some() {
+            return Ok(rule.resolve(None));
+        }
+        Ok(rule.resolve(self.stored_quota(id)?))
     }
 
-    /// Sets (`Some`) or removes (`None`, back to the default) the quota of
-    /// workspace `id` in this process, for every write from now on. Entries
-    /// already stored are kept even if they exceed a lowered quota; the
-    /// workspace can then only shrink until it fits.
+    /// The quota stored in the database for workspace `id`, if any.
+    pub fn stored_quota(&self, id: &str) -> Result<Option<Quota>, StorageError> {
+        rules::check_workspace_id(id)?;
+        self.inner.backend.stored_quota(id)
+    }
+
+    /// Stores (`Some`) or removes (`None`) workspace `id`'s quota in the
+    /// database, durably, so every host process on the database enforces it
+    /// from its next write on (unless that process overrides it with
+    /// [`set_quota`](Self::set_quota)). Entries already stored are kept even
+    /// if they exceed a lowered quota; the workspace can then only shrink
+    /// until it fits.
+    pub fn store_quota(&self, id: &str, quota: Option<Quota>) -> Result<(), StorageError> {
+        rules::check_workspace_id(id)?;
+        self.inner.backend.store_quota(id, quota)
+    }
+
+    /// Every quota stored in the database, by workspace id in ascending
+    /// order.
+    pub fn stored_quotas(&self) -> Result<Vec<(String, Quota)>, StorageError> {
+        self.inner.backend.stored_quotas()
+    }
+
+    /// Overrides (`Some`) or stops overriding (`None`) the quota of
+    /// workspace `id` in this process only, for every write from now on; the
+    /// override wins over a quota stored in the database. Entries already
+    /// stored are kept even if they exceed a lowered quota; the workspace
+    /// can then only shrink until it fits.
     pub fn set_quota(&self, id: &str, quota: Option<Quota>) -> Result<(), StorageError> {
         rules::check_workspace_id(id)?;
         let mut quotas = self
@@ -169,7 +194,10 @@ impl Storage {
     /// Every workspace that holds at least one live key, in ascending order,
     /// with its usage.
     pub fn workspaces(&self) -> Result<Vec<(String, Usage)>, StorageError> {
-        self.inner.backend.workspaces(self.now_ms())
+        let mut all = self.inner.backend.workspaces(self.now_ms())?;
+        // Imports' staging areas are nobody's workspace.
+        all.retain(|(id, _)| !id.starts_with(STAGING_PREFIX));
+        Ok(all)
     }
 
     /// Removes every expired entry now, in bounded passes (each its own
@@ -199,6 +227,20 @@ impl Storage {
     /// fsyncs per acknowledged write can be read off).
     pub fn commit_stats(&self) -> CommitStats {
         self.backend().commit_stats()
+    }
+
+    /// How workspace `id`'s writes find their quota.
+    pub(crate) fn quota_rule(&self, id: &str) -> QuotaRule {
+        QuotaRule {
+            fixed: self
+                .inner
+                .quotas
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
+                .copied(),
+            default: self.inner.limits.default_quota(),
+        }
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

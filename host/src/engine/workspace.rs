@@ -97,8 +97,10 @@ impl Workspace {
         self.default.usage_of(None)
     }
 
-    /// The workspace's quota.
-    pub fn quota(&self) -> Quota {
+    /// The quota this workspace's writes are checked against: this
+    /// process's override ([`Storage::set_quota`]), else the quota stored
+    /// in the database ([`Storage::store_quota`]), else the default.
+    pub fn quota(&self) -> Result<Quota, StorageError> {
         self.storage().quota(self.id())
     }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Cleared, CommitStats, Entry, Op, Outcome, Quota, StorageError, Usage};
+use super::{Cleared, CommitStats, Entry, Op, Outcome, Quota, StorageError, TransferError, Usage};
 
 pub(crate) mod postgres;
 pub(crate) mod redb;
@@ -62,8 +62,79 @@ pub(crate) struct WriteRequest {
     pub workspace: Arc<str>,
     pub ops: Vec<Op>,
     pub now_ms: u64,
-    /// The quota checked before anything is written.
-    pub quota: Quota,
+    /// Which quota is checked before anything is written.
+    pub quota: QuotaRule,
+}
+
+/// Which quota a write is checked against: the process's override if it
+/// has one, else the quota stored in the database for the workspace, else
+/// the default. The backend reads the stored quota in the write's own
+/// transaction, so a quota set by another process applies at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QuotaRule {
+    /// Set in this process ([`Storage::set_quota`](crate::Storage::set_quota)).
+    pub fixed: Option<Quota>,
+    /// From [`Limits`](crate::Limits).
+    pub default: Quota,
+}
+
+impl QuotaRule {
+    /// A rule that lets anything through (staging areas).
+    pub fn unlimited() -> Self {
+        let all = Quota {
+            max_keys: u64::MAX,
+            max_bytes: u64::MAX,
+        };
+        Self {
+            fixed: Some(all),
+            default: all,
+        }
+    }
+
+    /// The quota that applies, given the one stored for the workspace.
+    pub fn resolve(self, stored: Option<Quota>) -> Quota {
+        self.fixed.or(stored).unwrap_or(self.default)
+    }
+}
+
+/// What an export sees, in this order: the totals of what it selected, then
+/// every selected live entry in (namespace, key) byte order, all from one
+/// snapshot.
+#[derive(Debug)]
+pub(crate) enum Exported<'a> {
+    Totals(Usage),
+    Entry {
+        ns: &'a str,
+        key: &'a str,
+        value: &'a [u8],
+        expires_at_ms: Option<u64>,
+    },
+}
+
+/// Receives what an export sees; an error stops the export.
+pub(crate) type ExportSink<'s> = dyn FnMut(Exported<'_>) -> Result<(), TransferError> + 's;
+
+/// How a staging area is published into a workspace.
+#[derive(Debug, Clone)]
+pub(crate) struct Publish {
+    /// The staging area (a workspace id no caller can name).
+    pub staging: String,
+    /// The workspace it goes into.
+    pub workspace: String,
+    /// `true`: the workspace ends holding exactly the staged entries;
+    /// `false`: staged entries overwrite, others stay.
+    pub replace: bool,
+    pub quota: QuotaRule,
+    pub now_ms: u64,
+}
+
+/// What [`Backend::publish`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Published {
+    /// Staged entries written into the workspace.
+    pub written: u64,
+    /// Staged entries that had expired by the time of publishing.
+    pub expired: u64,
 }
 
 /// One page of a listing.
@@ -197,6 +268,32 @@ pub(crate) trait Backend: Send + Sync + 'static {
         budget: usize,
         now_ms: u64,
     ) -> Result<SweepPass, StorageError>;
+
+    /// The quota stored for a workspace, if any.
+    fn stored_quota(&self, ws: &str) -> Result<Option<Quota>, StorageError>;
+
+    /// Stores (`Some`) or removes (`None`) a workspace's quota.
+    fn store_quota(&self, ws: &str, quota: Option<Quota>) -> Result<(), StorageError>;
+
+    /// Every stored quota, in workspace order.
+    fn stored_quotas(&self) -> Result<Vec<(String, Quota)>, StorageError>;
+
+    /// Streams the live entries of a workspace (of the `namespaces` given,
+    /// or all) to `sink` from one snapshot, totals first (see [`Exported`]).
+    /// Memory does not grow with the workspace.
+    fn export(
+        &self,
+        ws: &str,
+        namespaces: &[String],
+        now_ms: u64,
+        sink: &mut ExportSink<'_>,
+    ) -> Result<(), TransferError>;
+
+    /// Moves a staging area's live entries into a workspace in one
+    /// transaction, with fresh versions, after checking the workspace's
+    /// quota against the result (nothing is written if it fails); the
+    /// staging area is removed in the same transaction.
+    fn publish(&self, publish: &Publish) -> Result<Published, StorageError>;
 
     #[cfg(any(test, feature = "testing"))]
     /// Looks behind the API at one workspace: what is stored and a recount

@@ -12,6 +12,7 @@ mod model;
 mod postgres_only;
 mod quota;
 mod redb_only;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -81,7 +81,7 @@ fn racing_writers_never_pass_the_quota_and_usage_survives_restart(place: &Place)
     assert_eq!(all_keys(ws.keys(None)), stored);
     assert_eq!(ws.usage().unwrap(), Usage { keys: 7, bytes: 91 });
     assert_eq!(
-        storage.workspace("other").unwrap().quota(),
+        storage.workspace("other").unwrap().quota().unwrap(),
         Limits::default().default_quota()
     );
     // Deleting frees exactly what the entry took, and the space is usable.

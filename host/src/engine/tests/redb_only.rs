@@ -5,7 +5,7 @@ use redb::{ReadableDatabase, TableDefinition};
 
 use super::*;
 use crate::engine::backend::redb::{
-    ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA, Record, USAGE,
+    ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA, QUOTAS, Record, USAGE,
 };
 use crate::{OpenError, StorageError, Usage};
 
@@ -94,7 +94,7 @@ fn unknown_schema_and_foreign_databases_are_refused() {
             err,
             OpenError::UnsupportedSchema {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -179,6 +179,33 @@ fn schema_1_databases_are_upgraded_in_place() {
             .unwrap()
             .unwrap()
             .value(),
-        2
+        3
     );
+}
+
+#[test]
+fn schema_2_databases_gain_the_quotas_table() {
+    let place = Place::redb_file();
+    let path = place.dir().join("db.redb");
+    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+    storage.workspace("w").unwrap().set("k", b"v").unwrap();
+    drop(storage);
+    tamper(&path, |txn| {
+        txn.delete_table(QUOTAS).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_SCHEMA, 2)
+            .unwrap();
+    });
+    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+    assert_eq!(
+        storage.workspace("w").unwrap().get("k").unwrap().unwrap(),
+        b"v"
+    );
+    let quota = crate::Quota {
+        max_keys: 1,
+        max_bytes: 1,
+    };
+    storage.store_quota("w", Some(quota)).unwrap();
+    assert_eq!(storage.stored_quota("w").unwrap(), Some(quota));
 }

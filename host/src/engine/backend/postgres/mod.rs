@@ -6,6 +6,7 @@
 //! - `write.rs`: write requests and `clear`, one transaction each;
 //! - `sweep.rs`: removing expired entries;
 //! - `txn.rs`: a transaction in two round trips (pipelined statements);
+//! - `transfer.rs`: stored quotas, exports, publishing imports;
 //! - this file: the connection pool, running requests, and retries.
 //!
 //! Threads and connections: the backend owns a small tokio runtime (two
@@ -33,6 +34,7 @@ mod audit;
 mod read;
 mod schema;
 mod sweep;
+mod transfer;
 mod txn;
 mod write;
 
@@ -46,11 +48,13 @@ use std::time::Duration;
 use deadpool_postgres::tokio_postgres::{self, NoTls};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 
-use super::{Backend, Counters, Page, Row, SweepPass, WriteRequest};
+use super::{
+    Backend, Counters, ExportSink, Exported, Page, Publish, Published, Row, SweepPass, WriteRequest,
+};
 use crate::engine::error::cause_chain;
 use crate::engine::{
-    BoxError, Cleared, CommitStats, Durability, OpenError, Outcome, StorageError, StorageOptions,
-    Usage,
+    BoxError, Cleared, CommitStats, Durability, OpenError, Outcome, Quota, StorageError,
+    StorageOptions, TransferError, Usage,
 };
 
 /// Attempts of a request that keeps hitting serialization failures or
@@ -229,6 +233,14 @@ impl PostgresBackend {
         }))
     }
 
+    /// One statement's answer outside the retry loop (an export's).
+    fn answer<T>(
+        &self,
+        answer: Option<Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StorageError> {
+        self.deliver(answer.map(|r| r.map_err(transfer::export_error)))
+    }
+
     fn deliver<T>(&self, answer: Option<Result<T, StorageError>>) -> Result<T, StorageError> {
         answer.unwrap_or_else(|| {
             Err(unavailable(format!(
@@ -396,6 +408,14 @@ fn backoff(attempt: u32) -> Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() % 1000);
     Duration::from_millis(1 << attempt.min(6)) + Duration::from_micros(u64::from(jitter))
+}
+
+/// A failure outside the retry loop, as the storage reports it.
+fn failure_error(f: Failure) -> StorageError {
+    match f {
+        Failure::Refused(e) => e,
+        Failure::Sql(e) | Failure::Commit(e) => transfer::export_error(e),
+    }
 }
 
 fn unavailable(message: String) -> StorageError {
@@ -598,6 +618,87 @@ impl Backend for PostgresBackend {
             pass.resume = Some(String::new());
         }
         Ok(pass)
+    }
+
+    fn stored_quota(&self, ws: &str) -> Result<Option<Quota>, StorageError> {
+        self.request(&ws.to_owned(), transfer::stored_quota)
+    }
+
+    fn store_quota(&self, ws: &str, quota: Option<Quota>) -> Result<(), StorageError> {
+        self.request(&(ws.to_owned(), quota), transfer::store_quota)
+    }
+
+    fn stored_quotas(&self) -> Result<Vec<(String, Quota)>, StorageError> {
+        self.request(&(), transfer::stored_quotas)
+    }
+
+    fn export(
+        &self,
+        ws: &str,
+        namespaces: &[String],
+        now_ms: u64,
+        sink: &mut ExportSink<'_>,
+    ) -> Result<(), TransferError> {
+        // One connection and one snapshot for the whole export; each
+        // statement gets the request deadline, the export as a whole none.
+        let mut conn = Connection(Some(self.deliver(self.run(async {
+            self.pool
+                .get()
+                .await
+                .map_err(|e| StorageError::Unavailable(Arc::from(pool_error_source(e))))
+        }))?));
+        let c = conn.0.as_mut().ok_or(StorageError::Closed)?;
+        self.answer(self.run(c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")))?;
+        let ws_b = ws.as_bytes();
+        let names: Vec<&[u8]> = namespaces.iter().map(|n| n.as_bytes()).collect();
+        let now = to_db(now_ms);
+        let totals =
+            self.answer(self.run(c.query_one(transfer::EXPORT_TOTALS, &[&ws_b, &now, &names])))?;
+        let totals = read::usage_at(&totals, 0).map_err(failure_error)?;
+        sink(Exported::Totals(totals))?;
+        let page = self.answer(self.run(c.prepare(transfer::EXPORT_PAGE_SQL)))?;
+        let (mut after_ns, mut after_key) = (Vec::new(), Vec::new());
+        loop {
+            let rows = self.answer(self.run(c.query(
+                &page,
+                &[
+                    &ws_b,
+                    &now,
+                    &names,
+                    &after_ns,
+                    &after_key,
+                    &transfer::EXPORT_PAGE,
+                ],
+            )))?;
+            for r in &rows {
+                let ns =
+                    read::text(read::col(r, 0).map_err(failure_error)?).map_err(failure_error)?;
+                let key =
+                    read::text(read::col(r, 1).map_err(failure_error)?).map_err(failure_error)?;
+                let value: Vec<u8> = read::col(r, 2).map_err(failure_error)?;
+                let expires_at_ms = read::col::<Option<i64>>(r, 3)
+                    .map_err(failure_error)?
+                    .map(from_db);
+                sink(Exported::Entry {
+                    ns: &ns,
+                    key: &key,
+                    value: &value,
+                    expires_at_ms,
+                })?;
+                after_ns = ns.into_bytes();
+                after_key = key.into_bytes();
+            }
+            if (rows.len() as i64) < transfer::EXPORT_PAGE {
+                break;
+            }
+        }
+        self.answer(self.run(c.batch_execute("COMMIT")))?;
+        conn.release(());
+        Ok(())
+    }
+
+    fn publish(&self, publish: &Publish) -> Result<Published, StorageError> {
+        self.write_request(&publish.workspace, publish, transfer::publish)
     }
 
     #[cfg(any(test, feature = "testing"))]

@@ -1,7 +1,7 @@
 //! Cubby's tables in a PostgreSQL-protocol database, their version, and the
 //! check made when connecting.
 //!
-//! # Schema version 1
+//! # Schema version 2
 //! All tables live in the connection's current schema (`search_path`) and
 //! are named `cubby_*`. Identities are `BYTEA`, so they compare byte by
 //! byte (as redb does) whatever the database's collation.
@@ -18,6 +18,9 @@
 //! - `cubby_retired_workspaces (workspace)` → `next_version`: where a
 //!   removed workspace's version counter is kept, so that a workspace
 //!   created again under the same id continues it.
+//! - `cubby_quotas (workspace)` → `max_keys`, `max_bytes`: quotas stored
+//!   with `cubby quota set`, read by every write in its transaction (added
+//!   in version 2; a version 1 database is upgraded when connecting).
 //! - `cubby_meta (name)` → `value`: the schema version.
 //!
 //! Every table's primary key starts with `workspace`, and every transaction
@@ -32,7 +35,7 @@ use deadpool_postgres::tokio_postgres::error::SqlState;
 use deadpool_postgres::{Object, tokio_postgres};
 
 /// The schema version this build reads and writes.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const CREATE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cubby_meta (
@@ -60,6 +63,10 @@ const CREATE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cubby_retired_workspaces (
         workspace BYTEA PRIMARY KEY,
         next_version BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS cubby_quotas (
+        workspace BYTEA PRIMARY KEY,
+        max_keys BIGINT NOT NULL,
+        max_bytes BIGINT NOT NULL)",
     // Expired entries of one workspace (usage, the over-quota sweep) ...
     "CREATE INDEX IF NOT EXISTS cubby_entries_workspace_expiry
         ON cubby_entries (workspace, expires_at)",
@@ -84,6 +91,10 @@ const SHAPES: &[(&str, &str)] = &[
     (
         "cubby_retired_workspaces",
         "SELECT workspace, next_version FROM cubby_retired_workspaces WHERE false",
+    ),
+    (
+        "cubby_quotas",
+        "SELECT workspace, max_keys, max_bytes FROM cubby_quotas WHERE false",
     ),
     (
         "cubby_entries",
@@ -139,6 +150,15 @@ pub(crate) async fn check(
         if version > SCHEMA_VERSION {
             return Ok(Err(Refusal::Newer(version as u64)));
         }
+        if version == 1 {
+            // Version 2 only adds `cubby_quotas`; several processes may
+            // upgrade at once.
+            match upgrade(client).await {
+                Ok(()) => continue,
+                Err(e) if attempt < 5 && racing(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
         if version < 1 {
             return Ok(Err(not_ours(&format!(
                 "cubby_meta says schema version {version}"
@@ -187,6 +207,22 @@ async fn create(client: &mut Object) -> Result<Result<(), Refusal>, tokio_postgr
     txn.commit().await?;
     tracing::info!("created Cubby's tables (schema version {SCHEMA_VERSION})");
     Ok(Ok(()))
+}
+
+/// Upgrades a version 1 database to version 2.
+async fn upgrade(client: &mut Object) -> Result<(), tokio_postgres::Error> {
+    let txn = client.transaction().await?;
+    for statement in CREATE {
+        txn.batch_execute(statement).await?;
+    }
+    txn.execute(
+        "UPDATE cubby_meta SET value = $1 WHERE name = 'schema_version' AND value < $1",
+        &[&SCHEMA_VERSION],
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!("upgraded Cubby's tables to schema version {SCHEMA_VERSION}");
+    Ok(())
 }
 
 fn not_ours(reason: &str) -> Refusal {

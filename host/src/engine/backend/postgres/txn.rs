@@ -25,13 +25,15 @@ use crate::engine::backend::Row;
 
 /// Locks a workspace's row, creating it on the first write (continuing the
 /// version counter of a removed workspace of the same id); returns its
-/// stored usage and next version.
+/// stored usage, next version and stored quota (`NULL`s: none).
 pub(super) const LOCK_OR_CREATE: &str = "
     INSERT INTO cubby_workspaces (workspace, keys, bytes, next_version)
     VALUES ($1, 0, 0, coalesce(
         (SELECT next_version FROM cubby_retired_workspaces WHERE workspace = $1), 1))
     ON CONFLICT (workspace) DO UPDATE SET keys = cubby_workspaces.keys
-    RETURNING keys, bytes, next_version";
+    RETURNING keys, bytes, next_version,
+        (SELECT max_keys FROM cubby_quotas WHERE workspace = $1),
+        (SELECT max_bytes FROM cubby_quotas WHERE workspace = $1)";
 
 /// Locks a workspace's row if there is one.
 pub(super) const LOCK: &str = "

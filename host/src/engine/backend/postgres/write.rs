@@ -21,6 +21,7 @@ use futures_util::future::join;
 
 use super::read::{col, row_at, text};
 use super::sweep::expired_rows;
+use super::transfer::quota_at;
 use super::txn::{LOCK, LOCK_OR_CREATE, Writes, begin, finish, rollback};
 use super::{BoxFuture, Failure, from_db};
 use crate::engine::accounting::{UsageChange, check_quota, entry_bytes};
@@ -152,6 +153,10 @@ async fn stage_and_finish(
 ) -> Result<Vec<Outcome>, Failure> {
     let ws = request.workspace.as_bytes();
     let (stored, first_version) = locked_row(locked)?;
+    let quota = match request.quota.fixed {
+        Some(_) => request.quota.resolve(None),
+        None => request.quota.resolve(quota_at(locked, 3)?),
+    };
     let rows = touched_rows(rows)?;
     let mut next_version = first_version;
     let staged = stage_on(request, &rows, &mut next_version)?;
@@ -166,7 +171,7 @@ async fn stage_and_finish(
         ..Writes::default()
     };
     let expired;
-    if check_quota(stored, writes.usage.total(), request.quota).is_err() {
+    if check_quota(stored, writes.usage.total(), quota).is_err() {
         // Stored usage still counts expired entries the sweeper has not
         // reached: remove this workspace's (but those the request rewrites,
         // whose old size is already accounted) before deciding.
@@ -177,7 +182,7 @@ async fn stage_and_finish(
                 writes.usage.remove(ns, *bytes);
             }
         }
-        check_quota(stored, writes.usage.total(), request.quota)?;
+        check_quota(stored, writes.usage.total(), quota)?;
     }
     for ((ns, key), new) in &staged.changes {
         match new {

@@ -5,12 +5,12 @@
 use redb::{ReadableTable, Table};
 
 use super::record::{Record, stored_value_len};
-use super::schema::{ENTRIES, EXPIRY, EntryKey, ExpiryKey, NS_USAGE, USAGE};
+use super::schema::{ENTRIES, EXPIRY, EntryKey, ExpiryKey, NS_USAGE, QUOTAS, USAGE};
 use super::sweep::sweep_workspace;
 use crate::engine::accounting::{UsageChange, check_quota, entry_bytes};
-use crate::engine::backend::{Row, WriteRequest};
+use crate::engine::backend::{Publish, Published, QuotaRule, Row, WriteRequest};
 use crate::engine::stage::{Changes, stage};
-use crate::engine::{Cleared, Outcome, StorageError, Usage};
+use crate::engine::{Cleared, Outcome, Quota, StorageError, Usage};
 
 /// The tables a write transaction works on.
 pub(crate) struct Tables<'t> {
@@ -18,6 +18,7 @@ pub(crate) struct Tables<'t> {
     pub usage: Table<'t, &'static str, (u64, u64)>,
     pub ns_usage: Table<'t, (&'static str, &'static str), (u64, u64)>,
     pub expiry: Table<'t, ExpiryKey, u64>,
+    pub quotas: Table<'t, &'static str, (u64, u64)>,
 }
 
 impl<'t> Tables<'t> {
@@ -27,7 +28,23 @@ impl<'t> Tables<'t> {
             usage: txn.open_table(USAGE)?,
             ns_usage: txn.open_table(NS_USAGE)?,
             expiry: txn.open_table(EXPIRY)?,
+            quotas: txn.open_table(QUOTAS)?,
         })
+    }
+
+    /// The quota a write to `ws` is checked against under `rule`.
+    pub fn quota(&self, ws: &str, rule: QuotaRule) -> Result<Quota, StorageError> {
+        if rule.fixed.is_some() {
+            return Ok(rule.resolve(None));
+        }
+        let stored = self.quotas.get(ws)?.map(|g| {
+            let (max_keys, max_bytes) = g.value();
+            Quota {
+                max_keys,
+                max_bytes,
+            }
+        });
+        Ok(rule.resolve(stored))
     }
 
     /// What a workspace's usage row holds (expired entries not swept yet
@@ -122,6 +139,7 @@ pub(crate) fn write(
             },
         )?
     };
+    let quota = t.quota(ws, quota)?;
     let mut plan = Plan::of(t, ws, &staged.changes)?;
     if check_quota(t.stored_usage(ws)?, plan.change.total(), quota).is_err() {
         // Stored usage still counts expired entries the sweeper has not
@@ -277,4 +295,157 @@ fn remove_entries(
     }
     t.account(ws, &change)?;
     Ok(live)
+}
+
+/// Stores or removes a workspace's quota; returns whether anything changed.
+pub(crate) fn store_quota(
+    t: &mut Tables<'_>,
+    ws: &str,
+    quota: Option<Quota>,
+) -> Result<bool, StorageError> {
+    Ok(match quota {
+        Some(q) => t
+            .quotas
+            .insert(ws, (q.max_keys, q.max_bytes))?
+            .is_none_or(|old| old.value() != (q.max_keys, q.max_bytes)),
+        None => t.quotas.remove(ws)?.is_some(),
+    })
+}
+
+/// Entries copied per read of the staging area while publishing.
+const PUBLISH_CHUNK: usize = 1000;
+
+/// One chunk of a workspace's entries after `after` (exclusive): (namespace,
+/// key, raw record).
+type Chunk = Vec<(String, String, Vec<u8>)>;
+
+fn chunk_after(
+    t: &Tables<'_>,
+    ws: &str,
+    after: Option<&(String, String)>,
+) -> Result<Chunk, StorageError> {
+    let start = after.map_or(("", ""), |(n, k)| (n.as_str(), k.as_str()));
+    let mut chunk = Vec::new();
+    for row in t.entries.range((ws, start.0, start.1)..)? {
+        let (k, v) = row?;
+        let (w, ns, key) = k.value();
+        if w != ws || chunk.len() == PUBLISH_CHUNK {
+            break;
+        }
+        if after.is_some_and(|(n, k)| n == ns && k == key) {
+            continue;
+        }
+        chunk.push((ns.to_owned(), key.to_owned(), v.value().to_vec()));
+    }
+    Ok(chunk)
+}
+
+/// What publishing would change in the target's usage, and what it would
+/// write; reads only.
+fn plan_publish(t: &Tables<'_>, p: &Publish) -> Result<(UsageChange, Published), StorageError> {
+    let (src, dst) = (p.staging.as_str(), p.workspace.as_str());
+    let mut change = UsageChange::default();
+    let mut published = Published::default();
+    if p.replace {
+        for row in t.entries.range((dst, "", "")..)? {
+            let (k, v) = row?;
+            let (w, ns, key) = k.value();
+            if w != dst {
+                break;
+            }
+            change.remove(ns, entry_bytes(key, stored_value_len(v.value()) as usize));
+        }
+    }
+    for row in t.entries.range((src, "", "")..)? {
+        let (k, v) = row?;
+        let (w, ns, key) = k.value();
+        if w != src {
+            break;
+        }
+        let record = Record::decode(v.value())?;
+        if !record.is_live(p.now_ms) {
+            published.expired += 1;
+            continue;
+        }
+        let old = if p.replace {
+            None
+        } else {
+            t.stored(dst, ns, key)?.map(|s| s.bytes)
+        };
+        change.added(ns, entry_bytes(key, record.value.len()));
+        if let Some(bytes) = old {
+            change.remove(ns, bytes);
+        }
+        published.written += 1;
+    }
+    Ok((change, published))
+}
+
+/// Publishes a staging area into its workspace (see [`Backend::publish`]
+/// (crate::engine::backend::Backend::publish)): checks the quota against
+/// the result first, so a refusal writes nothing; then copies in chunks,
+/// all inside the writer's one transaction.
+pub(crate) fn publish(
+    t: &mut Tables<'_>,
+    p: &Publish,
+    next_version: &mut u64,
+) -> Result<(Published, bool), StorageError> {
+    let (src, dst) = (p.staging.as_str(), p.workspace.as_str());
+    let quota = t.quota(dst, p.quota)?;
+    let (mut change, mut published) = plan_publish(t, p)?;
+    if check_quota(t.stored_usage(dst)?, change.total(), quota).is_err() {
+        if sweep_workspace(t, dst, p.now_ms, usize::MAX)?.0 > 0 {
+            (change, published) = plan_publish(t, p)?;
+        }
+        check_quota(t.stored_usage(dst)?, change.total(), quota)?;
+    }
+    if p.replace {
+        loop {
+            let (slots, done) = first_slots(t, dst, None, PUBLISH_CHUNK)?;
+            remove_entries(t, dst, &slots, p.now_ms)?;
+            if done {
+                break;
+            }
+        }
+    }
+    let mut change = UsageChange::default();
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let chunk = chunk_after(t, src, after.as_ref())?;
+        let Some((ns, key, _)) = chunk.last() else {
+            break;
+        };
+        after = Some((ns.clone(), key.clone()));
+        for (ns, key, raw) in &chunk {
+            let (ns, key) = (ns.as_str(), key.as_str());
+            let record = Record::decode(raw)?;
+            if !record.is_live(p.now_ms) {
+                continue;
+            }
+            let old = t.stored(dst, ns, key)?;
+            if let Some(at) = old.as_ref().and_then(|s| s.expires_at_ms) {
+                t.expiry.remove((dst, at, ns, key))?;
+            }
+            let version = *next_version;
+            *next_version += 1;
+            let bytes = entry_bytes(key, record.value.len());
+            let stored = Record::encode(version, record.expires_at_ms, record.value);
+            t.entries.insert((dst, ns, key), stored.as_slice())?;
+            if let Some(at) = record.expires_at_ms {
+                t.expiry.insert((dst, at, ns, key), bytes)?;
+            }
+            if let Some(old) = old {
+                change.remove(ns, old.bytes);
+            }
+            change.added(ns, bytes);
+        }
+    }
+    t.account(dst, &change)?;
+    loop {
+        let (step, _) = remove_workspace(t, src, PUBLISH_CHUNK, p.now_ms)?;
+        if step.done {
+            break;
+        }
+    }
+    Ok((published, true))
 }

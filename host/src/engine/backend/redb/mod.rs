@@ -29,15 +29,18 @@ use std::sync::Arc;
 use snapshot::{Snapshot, Snapshots};
 use writer::{Done, Shared, Work, Writer};
 
-use super::{Backend, Counters, Page, Row, SweepPass, WriteRequest};
+use super::{
+    Backend, Counters, ExportSink, Page, Publish, Published, Row, SweepPass, WriteRequest,
+};
 use crate::engine::{
-    Cleared, CommitStats, Durability, OpenError, Outcome, StorageError, StorageOptions, Usage,
+    Cleared, CommitStats, Durability, OpenError, Outcome, Quota, StorageError, StorageOptions,
+    TransferError, Usage,
 };
 
 #[cfg(test)]
 pub(crate) use record::Record;
 #[cfg(test)]
-pub(crate) use schema::{ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA, USAGE};
+pub(crate) use schema::{ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA, QUOTAS, USAGE};
 
 /// A redb database and its writer thread.
 pub(crate) struct RedbBackend {
@@ -57,8 +60,12 @@ impl RedbBackend {
                 source,
             })?;
         }
-        let db = redb::Database::builder()
-            .set_check_integrity_on_open(options.verify_on_open)
+        let mut builder = redb::Database::builder();
+        builder.set_check_integrity_on_open(options.verify_on_open);
+        if let Some(bytes) = options.cache_size {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder
             .create(path)
             .map_err(|e| schema::open_error(path, e))?;
         Self::start(db, path, options.durability)
@@ -215,6 +222,43 @@ impl Backend for RedbBackend {
         };
         match self.writer.submit(work)? {
             Done::Swept(pass) => Ok(pass),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn stored_quota(&self, ws: &str) -> Result<Option<Quota>, StorageError> {
+        read::stored_quota(&*self.snapshot()?, ws)
+    }
+
+    fn store_quota(&self, ws: &str, quota: Option<Quota>) -> Result<(), StorageError> {
+        let work = Work::StoreQuota {
+            workspace: ws.to_owned(),
+            quota,
+        };
+        match self.writer.submit(work)? {
+            Done::Stored => Ok(()),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn stored_quotas(&self) -> Result<Vec<(String, Quota)>, StorageError> {
+        read::stored_quotas(&*self.snapshot()?)
+    }
+
+    fn export(
+        &self,
+        ws: &str,
+        namespaces: &[String],
+        now_ms: u64,
+        sink: &mut ExportSink<'_>,
+    ) -> Result<(), TransferError> {
+        // The snapshot is held to the end: every entry comes from it.
+        read::export(&*self.snapshot()?, ws, namespaces, now_ms, sink)
+    }
+
+    fn publish(&self, publish: &Publish) -> Result<Published, StorageError> {
+        match self.writer.submit(Work::Publish(publish.clone()))? {
+            Done::Published(published) => Ok(published),
             _ => Err(mismatch()),
         }
     }

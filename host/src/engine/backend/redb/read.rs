@@ -8,11 +8,11 @@ use redb::ReadableTable;
 
 use super::apply::row_at;
 use super::record::Record;
-use super::schema::{EXPIRY, ExpiryKey, NS_USAGE, USAGE, expired_range};
+use super::schema::{EXPIRY, ExpiryKey, NS_USAGE, QUOTAS, USAGE, expired_range};
 use super::snapshot::Snapshot;
 use crate::engine::accounting::live;
-use crate::engine::backend::{Page, Row};
-use crate::engine::{StorageError, Usage};
+use crate::engine::backend::{ExportSink, Exported, Page, Row};
+use crate::engine::{Quota, StorageError, TransferError, Usage};
 
 pub(crate) fn get(
     snap: &Snapshot,
@@ -161,4 +161,80 @@ fn expired_unswept(
         }
     }
     Ok(gone)
+}
+
+fn quota_of((max_keys, max_bytes): (u64, u64)) -> Quota {
+    Quota {
+        max_keys,
+        max_bytes,
+    }
+}
+
+pub(crate) fn stored_quota(snap: &Snapshot, ws: &str) -> Result<Option<Quota>, StorageError> {
+    Ok(snap
+        .txn
+        .open_table(QUOTAS)?
+        .get(ws)?
+        .map(|g| quota_of(g.value())))
+}
+
+pub(crate) fn stored_quotas(snap: &Snapshot) -> Result<Vec<(String, Quota)>, StorageError> {
+    let mut out = Vec::new();
+    for row in snap.txn.open_table(QUOTAS)?.iter()? {
+        let (id, q) = row?;
+        out.push((id.value().to_owned(), quota_of(q.value())));
+    }
+    Ok(out)
+}
+
+/// Streams a workspace's (or some namespaces') live entries from one
+/// snapshot, totals first.
+pub(crate) fn export(
+    snap: &Snapshot,
+    ws: &str,
+    namespaces: &[String],
+    now_ms: u64,
+    sink: &mut ExportSink<'_>,
+) -> Result<(), TransferError> {
+    let totals = if namespaces.is_empty() {
+        usage(snap, ws, None, now_ms)?
+    } else {
+        let mut sum = Usage::default();
+        for ns in namespaces {
+            let u = usage(snap, ws, Some(ns), now_ms)?;
+            sum.keys += u.keys;
+            sum.bytes += u.bytes;
+        }
+        sum
+    };
+    sink(Exported::Totals(totals))?;
+    let whole = [String::new()];
+    let (starts, one_namespace) = if namespaces.is_empty() {
+        (&whole[..], false)
+    } else {
+        (namespaces, true)
+    };
+    for start in starts {
+        let range = snap
+            .entries
+            .range((ws, start.as_str(), "")..)
+            .map_err(StorageError::from)?;
+        for row in range {
+            let (k, v) = row.map_err(StorageError::from)?;
+            let (w, ns, key) = k.value();
+            if w != ws || (one_namespace && ns != start) {
+                break;
+            }
+            let record = Record::decode(v.value())?;
+            if record.is_live(now_ms) {
+                sink(Exported::Entry {
+                    ns,
+                    key,
+                    value: record.value,
+                    expires_at_ms: record.expires_at_ms,
+                })?;
+            }
+        }
+    }
+    Ok(())
 }

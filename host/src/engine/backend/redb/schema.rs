@@ -1,6 +1,6 @@
 //! The redb database's tables, its schema version, and opening a file.
 //!
-//! # Schema version 2
+//! # Schema version 3
 //! - `cubby_entries`: `(workspace, namespace, key)` → record (`record.rs`).
 //!   The key is a redb tuple, so no two distinct triples can alias, whatever
 //!   bytes they hold. The namespace `""` is the workspace's default space.
@@ -11,6 +11,8 @@
 //! - `cubby_expiry_by_workspace`: `(workspace, expires_at_ms, namespace,
 //!   key)` → bytes, the index through which expired entries are found per
 //!   workspace without a full scan.
+//! - `cubby_quotas`: `workspace` → `(max_keys, max_bytes)`, the quotas
+//!   stored with `cubby quota set` (added in version 3).
 //! - `cubby_meta`: the schema version and the next entry version (one
 //!   counter for the whole file, so versions never repeat).
 
@@ -23,9 +25,10 @@ use super::record::{Record, stored_value_len};
 use crate::engine::OpenError;
 use crate::engine::accounting::entry_bytes;
 
-/// The schema version this build reads and writes. Version 1 files (Cubby
-/// 0.1) are upgraded in place when opened.
-pub(crate) const SCHEMA_VERSION: u64 = 2;
+/// The schema version this build reads and writes. Older files (version 1:
+/// Cubby 0.1; version 2: before stored quotas) are upgraded in place when
+/// opened.
+pub(crate) const SCHEMA_VERSION: u64 = 3;
 
 pub(crate) type EntryKey = (&'static str, &'static str, &'static str);
 pub(crate) type ExpiryKey = (&'static str, u64, &'static str, &'static str);
@@ -38,6 +41,7 @@ pub(crate) const EXPIRY: TableDefinition<ExpiryKey, u64> =
 /// Schema 1's expiry index, keyed by time first; never written by 0.1.
 pub(crate) const EXPIRY_V1: TableDefinition<(u64, &str, &str, &str), ()> =
     TableDefinition::new("cubby_expiry");
+pub(crate) const QUOTAS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("cubby_quotas");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("cubby_meta");
 pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_NEXT_VERSION: &str = "next_version";
@@ -75,14 +79,20 @@ pub(crate) fn init(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
             let found = meta.get(META_SCHEMA)?.map(|g| g.value());
             match found {
                 Some(SCHEMA_VERSION) => {}
-                Some(1) => {
-                    // 0.1 wrote no expiries and no named namespaces; its
-                    // time-first expiry index is replaced and the derived
-                    // tables are rebuilt from the entries.
-                    txn.delete_table(EXPIRY_V1)?;
-                    rebuild_derived(&txn)?;
+                Some(old @ (1 | 2)) => {
+                    if old == 1 {
+                        // 0.1 wrote no expiries and no named namespaces; its
+                        // time-first expiry index is replaced and the
+                        // derived tables are rebuilt from the entries.
+                        txn.delete_table(EXPIRY_V1)?;
+                        rebuild_derived(&txn)?;
+                    }
+                    // Version 3 only adds the quotas table, created below.
                     meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
-                    tracing::info!(path = %path.display(), "upgraded database schema 1 to 2");
+                    tracing::info!(
+                        path = %path.display(),
+                        "upgraded database schema {old} to {SCHEMA_VERSION}"
+                    );
                 }
                 Some(found) => {
                     return Ok(Err(OpenError::UnsupportedSchema {
@@ -106,6 +116,7 @@ pub(crate) fn init(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
             txn.open_table(USAGE)?;
             txn.open_table(NS_USAGE)?;
             txn.open_table(EXPIRY)?;
+            txn.open_table(QUOTAS)?;
         }
         txn.commit()?;
         Ok(Ok(()))

@@ -24,8 +24,8 @@ use super::apply::{self, Tables};
 use super::schema::{META, META_NEXT_VERSION};
 use super::snapshot::Snapshots;
 use super::sweep::sweep_pass;
-use crate::engine::backend::{Counters, SweepPass, WriteRequest};
-use crate::engine::{Cleared, Durability, Outcome, StorageError};
+use crate::engine::backend::{Counters, Publish, Published, SweepPass, WriteRequest};
+use crate::engine::{Cleared, Durability, Outcome, Quota, StorageError};
 
 /// Most requests committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -53,6 +53,11 @@ pub(crate) enum Work {
         budget: usize,
         now_ms: u64,
     },
+    StoreQuota {
+        workspace: String,
+        quota: Option<Quota>,
+    },
+    Publish(Publish),
 }
 
 /// What the writer did for a request.
@@ -60,6 +65,8 @@ pub(crate) enum Done {
     Write(Vec<Outcome>),
     Cleared(Cleared),
     Swept(SweepPass),
+    Stored,
+    Published(Published),
 }
 
 struct Job {
@@ -322,6 +329,11 @@ fn apply_group(
                     let c = pass.removed > 0;
                     (Done::Swept(pass), c)
                 }),
+                Work::StoreQuota { workspace, quota } => {
+                    apply::store_quota(&mut t, &workspace, quota).map(|c| (Done::Stored, c))
+                }
+                Work::Publish(publish) => apply::publish(&mut t, &publish, &mut next_version)
+                    .map(|(published, c)| (Done::Published(published), c)),
             };
             // A backend failure aborts the whole group; any other error
             // belongs to the one request, which wrote nothing.

@@ -1,0 +1,250 @@
+//! Stored quotas, exports and publishing an import's staging area.
+//!
+//! An export reads in one `REPEATABLE READ, READ ONLY` transaction (one
+//! snapshot however long it runs), a page of entries per statement, so
+//! neither the client nor one statement holds the whole workspace.
+//!
+//! Publishing is one transaction that locks the target's row and the
+//! staging area's, checks the quota against the result, copies the staged
+//! live entries with `INSERT … SELECT` (fresh versions from the target's
+//! counter), recounts the target's usage rows, and removes the staging
+//! area. It touches two workspaces, unlike every other transaction; on
+//! Citus the copy runs through the coordinator.
+
+use deadpool_postgres::Object;
+use deadpool_postgres::tokio_postgres::types::ToSql;
+
+use super::read::{col, text, usage_at};
+use super::txn::{LOCK, LOCK_OR_CREATE, rollback};
+use super::{BoxFuture, Failure, from_db, to_db};
+use crate::engine::accounting::check_quota;
+use crate::engine::backend::{Publish, Published};
+use crate::engine::{Quota, StorageError, Usage};
+
+/// Entries read per statement of an export.
+pub(super) const EXPORT_PAGE: i64 = 1000;
+
+/// A stored quota in columns `at` and `at + 1` (both `NULL`: none), as in
+/// a row locked by `LOCK_OR_CREATE`.
+pub(super) fn quota_at(
+    row: &deadpool_postgres::tokio_postgres::Row,
+    at: usize,
+) -> Result<Option<Quota>, Failure> {
+    let keys: Option<i64> = col(row, at)?;
+    let bytes: Option<i64> = col(row, at + 1)?;
+    Ok(keys.zip(bytes).map(|(k, b)| Quota {
+        max_keys: from_db(k),
+        max_bytes: from_db(b),
+    }))
+}
+
+pub(super) fn stored_quota<'a>(
+    c: &'a mut Object,
+    ws: &'a String,
+) -> BoxFuture<'a, Result<Option<Quota>, Failure>> {
+    Box::pin(async move {
+        let row = c
+            .query_opt(
+                "SELECT max_keys, max_bytes FROM cubby_quotas WHERE workspace = $1",
+                &[&ws.as_bytes()],
+            )
+            .await?;
+        match row {
+            Some(row) => quota_at(&row, 0),
+            None => Ok(None),
+        }
+    })
+}
+
+pub(super) fn stored_quotas<'a>(
+    c: &'a mut Object,
+    _: &'a (),
+) -> BoxFuture<'a, Result<Vec<(String, Quota)>, Failure>> {
+    Box::pin(async move {
+        let rows = c
+            .query(
+                "SELECT workspace, max_keys, max_bytes FROM cubby_quotas ORDER BY workspace",
+                &[],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(q) = quota_at(row, 1)? {
+                out.push((text(col(row, 0)?)?, q));
+            }
+        }
+        Ok(out)
+    })
+}
+
+pub(super) fn store_quota<'a>(
+    c: &'a mut Object,
+    (ws, quota): &'a (String, Option<Quota>),
+) -> BoxFuture<'a, Result<(), Failure>> {
+    Box::pin(async move {
+        let ws = ws.as_bytes();
+        match quota {
+            Some(q) => {
+                c.execute(
+                    "INSERT INTO cubby_quotas (workspace, max_keys, max_bytes) VALUES ($1, $2, $3)
+                     ON CONFLICT (workspace) DO UPDATE
+                     SET max_keys = EXCLUDED.max_keys, max_bytes = EXCLUDED.max_bytes",
+                    &[&ws, &to_db(q.max_keys), &to_db(q.max_bytes)],
+                )
+                .await?
+            }
+            None => {
+                c.execute("DELETE FROM cubby_quotas WHERE workspace = $1", &[&ws])
+                    .await?
+            }
+        };
+        Ok(())
+    })
+}
+
+/// The live totals of a workspace, or of some of its namespaces.
+pub(super) const EXPORT_TOTALS: &str = "
+    SELECT count(*), coalesce(sum(length(key) + length(value)), 0)::BIGINT
+    FROM cubby_entries
+    WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)
+      AND (cardinality($3::BYTEA[]) = 0 OR namespace = ANY($3))";
+
+/// One page of live entries after a (namespace, key).
+pub(super) const EXPORT_PAGE_SQL: &str = "
+    SELECT namespace, key, value, expires_at FROM cubby_entries
+    WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)
+      AND (cardinality($3::BYTEA[]) = 0 OR namespace = ANY($3))
+      AND (namespace, key) > ($4, $5)
+    ORDER BY namespace, key LIMIT $6";
+
+/// Publishes a staging area; see the module documentation.
+pub(super) fn publish<'a>(
+    c: &'a mut Object,
+    p: &'a Publish,
+) -> BoxFuture<'a, Result<Published, Failure>> {
+    Box::pin(async move {
+        c.batch_execute("BEGIN").await?;
+        match publish_in(c, p).await {
+            Ok(published) => Ok(published),
+            Err(e) => {
+                rollback(c).await;
+                Err(e)
+            }
+        }
+    })
+}
+
+const LIVE: &str = "(expires_at IS NULL OR expires_at > $2)";
+
+async fn publish_in(c: &Object, p: &Publish) -> Result<Published, Failure> {
+    let (src, dst) = (p.staging.as_bytes(), p.workspace.as_bytes());
+    let now = to_db(p.now_ms);
+    let locked = c.query_one(LOCK_OR_CREATE, &[&dst]).await?;
+    let first_version: i64 = col(&locked, 2)?;
+    let quota = match p.quota.fixed {
+        Some(_) => p.quota.resolve(None),
+        None => p.quota.resolve(quota_at(&locked, 3)?),
+    };
+    c.query_opt(LOCK, &[&src]).await?;
+    let sums = format!(
+        "SELECT
+           (SELECT count(*) FROM cubby_entries WHERE workspace = $1 AND {LIVE}),
+           (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+            FROM cubby_entries WHERE workspace = $1 AND {LIVE}),
+           (SELECT count(*) FROM cubby_entries WHERE workspace = $3 AND {LIVE}),
+           (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+            FROM cubby_entries WHERE workspace = $3 AND {LIVE}),
+           (SELECT count(*) FROM cubby_entries d JOIN cubby_entries s
+              ON s.namespace = d.namespace AND s.key = d.key
+            WHERE d.workspace = $1 AND s.workspace = $3
+              AND (d.expires_at IS NULL OR d.expires_at > $2)
+              AND (s.expires_at IS NULL OR s.expires_at > $2)),
+           (SELECT coalesce(sum(length(d.key) + length(d.value)), 0)::BIGINT
+            FROM cubby_entries d JOIN cubby_entries s
+              ON s.namespace = d.namespace AND s.key = d.key
+            WHERE d.workspace = $1 AND s.workspace = $3
+              AND (d.expires_at IS NULL OR d.expires_at > $2)
+              AND (s.expires_at IS NULL OR s.expires_at > $2)),
+           (SELECT count(*) FROM cubby_entries WHERE workspace = $3 AND NOT {LIVE})"
+    );
+    let row = c.query_one(&sums, &[&dst, &now, &src]).await?;
+    let current = usage_at(&row, 0)?;
+    let staged = usage_at(&row, 2)?;
+    let overlap = usage_at(&row, 4)?;
+    let expired = from_db(col(&row, 6)?);
+    let after = if p.replace {
+        staged
+    } else {
+        Usage {
+            keys: current.keys - overlap.keys + staged.keys,
+            bytes: current.bytes - overlap.bytes + staged.bytes,
+        }
+    };
+    let change = crate::engine::accounting::Delta {
+        keys: after.keys as i64 - current.keys as i64,
+        bytes: after.bytes as i64 - current.bytes as i64,
+    };
+    check_quota(current, change, quota)?;
+
+    // The target keeps only live entries (all of them go with `replace`),
+    // so its usage can be recounted from what is left.
+    if p.replace {
+        c.execute("DELETE FROM cubby_entries WHERE workspace = $1", &[&dst])
+            .await?;
+    } else {
+        c.execute(
+            "DELETE FROM cubby_entries WHERE workspace = $1 AND expires_at <= $2",
+            &[&dst, &now],
+        )
+        .await?;
+    }
+    let copy = format!(
+        "INSERT INTO cubby_entries (workspace, namespace, key, value, version, expires_at)
+         SELECT $1, namespace, key, value,
+                $3 + row_number() OVER (ORDER BY namespace, key) - 1, expires_at
+         FROM cubby_entries WHERE workspace = $4 AND {LIVE}
+         ON CONFLICT (workspace, namespace, key) DO UPDATE
+         SET value = EXCLUDED.value, version = EXCLUDED.version,
+             expires_at = EXCLUDED.expires_at"
+    );
+    let written = c
+        .execute(&copy, &[&dst, &now, &first_version, &src])
+        .await?;
+    let params: [&(dyn ToSql + Sync); 1] = [&src];
+    c.execute("DELETE FROM cubby_entries WHERE workspace = $1", &params)
+        .await?;
+    c.execute("DELETE FROM cubby_namespaces WHERE workspace = $1", &params)
+        .await?;
+    c.execute("DELETE FROM cubby_workspaces WHERE workspace = $1", &params)
+        .await?;
+    c.execute("DELETE FROM cubby_namespaces WHERE workspace = $1", &[&dst])
+        .await?;
+    c.execute(
+        "INSERT INTO cubby_namespaces (workspace, namespace, keys, bytes)
+         SELECT workspace, namespace, count(*), sum(length(key) + length(value))::BIGINT
+         FROM cubby_entries WHERE workspace = $1 GROUP BY workspace, namespace",
+        &[&dst],
+    )
+    .await?;
+    c.execute(
+        "UPDATE cubby_workspaces SET
+           keys = (SELECT count(*) FROM cubby_entries WHERE workspace = $1),
+           bytes = (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+                    FROM cubby_entries WHERE workspace = $1),
+           next_version = next_version + $2
+         WHERE workspace = $1",
+        &[&dst, &(written as i64)],
+    )
+    .await?;
+    c.batch_execute("COMMIT").await.map_err(Failure::Commit)?;
+    Ok(Published { written, expired })
+}
+
+/// Why an export's statement failed, as the storage reports it.
+pub(super) fn export_error(e: deadpool_postgres::tokio_postgres::Error) -> StorageError {
+    if e.as_db_error().is_some() {
+        StorageError::Backend(std::sync::Arc::new(e))
+    } else {
+        StorageError::Unavailable(std::sync::Arc::new(e))
+    }
+}
