@@ -19,6 +19,10 @@ const DEFAULT_DB_HELP: &str = "The database: a redb file (one process at a time)
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) db: DbArgs,
+    /// Print what the command prints as one JSON document (see the README,
+    /// "Scripting with --json", for each command's shape).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -88,6 +92,11 @@ fn parse_quota(arg: &str) -> Result<(String, QuotaArg), String> {
     let (ws, limits) = arg
         .split_once('=')
         .ok_or("expected WORKSPACE=SIZE or WORKSPACE=SIZE,KEYS")?;
+    Ok((ws.to_owned(), parse_limits(limits)?))
+}
+
+/// `SIZE` or `SIZE,KEYS`.
+fn parse_limits(limits: &str) -> Result<QuotaArg, String> {
     let (bytes, keys) = match limits.split_once(',') {
         Some((bytes, keys)) => (bytes, Some(keys)),
         None => (limits, None),
@@ -100,7 +109,7 @@ fn parse_quota(arg: &str) -> Result<(String, QuotaArg), String> {
                 .map_err(|e| format!("bad key count {k:?}: {e}"))
         })
         .transpose()?;
-    Ok((ws.to_owned(), QuotaArg { bytes, keys }))
+    Ok(QuotaArg { bytes, keys })
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,17 +139,86 @@ pub(crate) enum Command {
     /// Inspect and edit a workspace's keys.
     #[command(subcommand)]
     Kv(KvCommand),
-    /// List the workspaces that hold data, with their usage (tab-separated:
-    /// workspace, keys, bytes of keys and values).
-    Workspaces,
-    /// Manage whole workspaces.
+    /// Manage whole workspaces: list, export, import, delete.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// Set, show or remove a workspace's quota, stored in the database so
+    /// every process on it enforces it.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// The same as `cubby workspace list`.
+    #[command(hide = true)]
+    Workspaces {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Print a shell completion script: e.g. `cubby completions bash >
+    /// ~/.local/share/bash-completion/completions/cubby`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How `workspace list` sorts.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum SortBy {
+    /// By workspace id.
+    Name,
+    /// Largest (bytes) first.
+    Size,
+    /// Most keys first.
+    Keys,
+    /// Highest share of the quota first.
+    Used,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Sort by name, size (bytes, largest first), keys or used (share of
+    /// the quota).
+    #[arg(long, value_enum, default_value = "name")]
+    pub(crate) sort: SortBy,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum WorkspaceCommand {
-    /// Delete a workspace: every key of every namespace, and its usage.
+    /// List the workspaces that hold data (or have a stored quota): keys,
+    /// bytes, quota and the share of it used (tab-separated).
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Write a workspace (or some of its namespaces) to a portable,
+    /// checksummed export file, from one consistent snapshot.
+    Export {
+        /// The workspace.
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+        /// Only this namespace ("" is the default space); repeatable.
+        #[arg(long = "namespace", short, value_name = "NAME")]
+        namespaces: Vec<String>,
+        /// The file to write ("-": standard output, the default). A file is
+        /// written under a temporary name and renamed when complete.
+        #[arg(long, short, value_name = "FILE", default_value = "-")]
+        output: PathBuf,
+    },
+    /// Read an export file into a workspace, all-or-nothing.
+    Import {
+        /// The workspace (it need not be the one exported).
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+        /// The export file ("-": standard input).
+        file: PathBuf,
+        /// Overwrite the keys the file holds, keep the others (the default).
+        #[arg(long, conflicts_with = "replace")]
+        merge: bool,
+        /// Make the workspace hold exactly what the file holds.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Delete a workspace: every key of every namespace, its usage and its
+    /// stored quota.
     Delete {
         /// The workspace.
         #[arg(long, short, value_name = "ID")]
@@ -149,6 +227,34 @@ pub(crate) enum WorkspaceCommand {
         /// terminal, as in scripts).
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QuotaCommand {
+    /// Store a workspace's quota: SIZE (e.g. 10MiB) or SIZE,KEYS (e.g.
+    /// 10MiB,5000; without KEYS, the default key quota). Data already
+    /// stored is kept even over a lowered quota; only growth is refused.
+    Set {
+        /// The workspace.
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+        /// SIZE or SIZE,KEYS.
+        #[arg(value_name = "SIZE[,KEYS]", value_parser = parse_limits)]
+        quota: QuotaArg,
+    },
+    /// Show a workspace's quota, where it comes from (stored, this command
+    /// line's --quota, or the default) and its usage.
+    Get {
+        /// The workspace.
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
+    },
+    /// Remove a workspace's stored quota (back to the default).
+    Unset {
+        /// The workspace.
+        #[arg(long, short, value_name = "ID")]
+        workspace: String,
     },
 }
 
@@ -218,6 +324,10 @@ pub(crate) enum KvCommand {
         target: KvTarget,
         /// The key.
         key: String,
+        /// With --json: give the value in base64 even if it is UTF-8 text
+        /// (a value that is not is always given in base64).
+        #[arg(long)]
+        base64: bool,
     },
     /// Set a key to a value.
     Set {

@@ -8,11 +8,12 @@ use cubby_host::{
     Durability, Namespace, Output, PostgresOptions, Quota, Runtime, Storage, StorageOptions,
     WriteOptions,
 };
+use serde_json::json;
 
 use crate::args::{
     Cli, Command, DbArgs, KvCommand, KvTarget, NO_HOME, PluginArgs, WorkspaceCommand,
 };
-use crate::defaults;
+use crate::{defaults, operate};
 
 impl KvTarget {
     fn open(&self, storage: &Storage) -> Result<Namespace> {
@@ -31,8 +32,17 @@ impl KvTarget {
 
 /// Runs a parsed command line; returns the exit code.
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "cubby", &mut script);
+        print_bytes(&script)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let storage = open_storage(&cli.db)?;
+    let json = cli.json;
     match cli.command {
+        Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         Command::Run { plugin, opts, args } => {
             let workspace = storage.workspace(&opts.workspace)?;
             let runtime = runtime(&opts, true)?;
@@ -62,38 +72,70 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             print_bytes(&response)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Kv(kv) => kv_command(&storage, kv),
+        Command::Kv(kv) => kv_command(&storage, &cli.db, kv, json),
         Command::Workspace(WorkspaceCommand::Delete { workspace, yes }) => {
             let ws = storage.workspace(&workspace)?;
             if !yes {
                 confirm(&format!(
-                    "delete workspace {workspace:?} (every key of every namespace) from {}?",
+                    "delete workspace {workspace:?} (every key of every namespace, and its \
+                     stored quota) from {}?",
                     storage.location()
                 ))?;
             }
             let removed = ws.clear_all()?;
-            println!(
-                "removed workspace {workspace:?}: {} in all its namespaces",
-                keys(removed)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Workspaces => {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "workspace\tkeys\tbytes")?;
-            for (id, usage) in storage.workspaces()? {
-                writeln!(out, "{id}\t{}\t{}", usage.keys, usage.bytes)?;
+            storage.store_quota(&workspace, None)?;
+            if json {
+                print_json(&json!({ "workspace": workspace, "removed": removed }))?;
+            } else {
+                println!(
+                    "removed workspace {workspace:?}: {} in all its namespaces",
+                    keys(removed)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Workspace(WorkspaceCommand::List { list }) | Command::Workspaces { list } => {
+            operate::list(&storage, &cli.db, list.sort, json)
+        }
+        Command::Workspace(WorkspaceCommand::Export {
+            workspace,
+            namespaces,
+            output,
+        }) => operate::export(&storage, &workspace, namespaces, &output, json),
+        Command::Workspace(WorkspaceCommand::Import {
+            workspace,
+            file,
+            merge: _,
+            replace,
+        }) => operate::import(&storage, &workspace, &file, replace, json),
+        Command::Quota(q) => operate::quota(&storage, &cli.db, q, json),
     }
 }
 
-fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
+fn kv_command(storage: &Storage, db: &DbArgs, kv: KvCommand, json: bool) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match kv {
-        KvCommand::Get { target, key } => match target.open(storage)?.get(&key)? {
-            Some(value) => print_bytes(&value)?,
+        KvCommand::Get {
+            target,
+            key,
+            base64,
+        } => match target.open(storage)?.entry(&key)? {
+            Some(entry) if json => {
+                let (encoding, value) = match std::str::from_utf8(&entry.value) {
+                    Ok(text) if !base64 => ("utf8", text.to_owned()),
+                    _ => ("base64", operate::base64(&entry.value)),
+                };
+                print_json(&json!({
+                    "workspace": target.workspace,
+                    "namespace": target.namespace,
+                    "key": key,
+                    "value": value,
+                    "encoding": encoding,
+                    "version": entry.version,
+                    "expires_in_ms": entry.expires_in.map(|d| d.as_millis() as u64),
+                }))?;
+            }
+            Some(entry) => print_bytes(&entry.value)?,
             None => bail!("key {key:?} not found in {}", target.describe()),
         },
         KvCommand::Set {
@@ -120,43 +162,97 @@ fn kv_command(storage: &Storage, kv: KvCommand) -> Result<ExitCode> {
             limit,
         } => {
             let ns = target.open(storage)?;
-            for key in ns.keys(prefix.as_deref()).take(limit.unwrap_or(usize::MAX)) {
-                writeln!(out, "{}", printable(&key?))?;
+            let listed = ns.keys(prefix.as_deref()).take(limit.unwrap_or(usize::MAX));
+            if json {
+                let keys = listed.collect::<Result<Vec<_>, _>>()?;
+                print_json(&json!({
+                    "workspace": target.workspace,
+                    "namespace": target.namespace,
+                    "keys": keys,
+                }))?;
+            } else {
+                for key in listed {
+                    writeln!(out, "{}", printable(&key?))?;
+                }
             }
         }
         KvCommand::Usage { workspace } => {
             let ws = storage.workspace(&workspace)?;
-            let (usage, quota) = (ws.usage()?, ws.quota());
-            writeln!(out, "namespace\tkeys\tbytes")?;
+            let usage = ws.usage()?;
+            let (quota, source) = operate::quota_of(storage, db, &workspace)?;
+            let mut spaces = Vec::new();
             let default = ws.default_space().usage()?;
             if default.keys > 0 {
-                writeln!(out, "(default)\t{}\t{}", default.keys, default.bytes)?;
+                spaces.push((String::new(), default));
             }
             let mut cursor = None;
             loop {
                 let page = ws.namespaces(cursor.as_deref(), None)?;
                 for name in page.keys {
                     let u = ws.namespace(&name)?.usage()?;
-                    writeln!(out, "{}\t{}\t{}", printable(&name), u.keys, u.bytes)?;
+                    spaces.push((name, u));
                 }
                 match page.cursor {
                     Some(c) => cursor = Some(c),
                     None => break,
                 }
             }
-            writeln!(out, "(total)\t{}\t{}", usage.keys, usage.bytes)?;
-            writeln!(out, "(quota)\t{}\t{}", quota.max_keys, quota.max_bytes)?;
+            if json {
+                let namespaces: Vec<_> = spaces
+                    .iter()
+                    .map(|(ns, u)| json!({ "namespace": ns, "keys": u.keys, "bytes": u.bytes }))
+                    .collect();
+                print_json(&json!({
+                    "workspace": workspace,
+                    "keys": usage.keys,
+                    "bytes": usage.bytes,
+                    "quota": operate::quota_json(quota, source),
+                    "namespaces": namespaces,
+                }))?;
+            } else {
+                writeln!(out, "namespace\tkeys\tbytes")?;
+                for (ns, u) in &spaces {
+                    let name = if ns.is_empty() {
+                        "(default)".to_owned()
+                    } else {
+                        printable(ns)
+                    };
+                    writeln!(out, "{name}\t{}\t{}", u.keys, u.bytes)?;
+                }
+                writeln!(out, "(total)\t{}\t{}", usage.keys, usage.bytes)?;
+                writeln!(out, "(quota)\t{}\t{}", quota.max_keys, quota.max_bytes)?;
+            }
         }
         KvCommand::Clear { target } => {
             let removed = target.open(storage)?.clear_all()?;
-            writeln!(out, "removed {} from {}", keys(removed), target.describe())?;
+            if json {
+                print_json(&json!({
+                    "workspace": target.workspace,
+                    "namespace": target.namespace,
+                    "removed": removed,
+                }))?;
+            } else {
+                writeln!(out, "removed {} from {}", keys(removed), target.describe())?;
+            }
         }
         KvCommand::Prune => {
             let removed = storage.prune()?;
-            writeln!(out, "removed {removed} expired entries")?;
+            if json {
+                print_json(&json!({ "removed": removed }))?;
+            } else {
+                writeln!(out, "removed {removed} expired entries")?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one JSON document and a newline.
+pub(crate) fn print_json(value: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 fn open_storage(args: &DbArgs) -> Result<Storage> {
@@ -262,7 +358,7 @@ fn print_bytes(bytes: &[u8]) -> Result<()> {
 }
 
 /// A key as one line: keys with control characters are shown escaped, in quotes.
-fn printable(key: &str) -> String {
+pub(crate) fn printable(key: &str) -> String {
     if key.chars().any(char::is_control) {
         format!("{key:?}")
     } else {
@@ -272,7 +368,7 @@ fn printable(key: &str) -> String {
 
 /// Asks a yes/no question on the terminal; an error unless the answer is
 /// yes. Without a terminal, as in a script, it refuses: pass `--yes`.
-fn confirm(question: &str) -> Result<()> {
+pub(crate) fn confirm(question: &str) -> Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         bail!("not confirmed: {question} Pass --yes to confirm (stdin is not a terminal)");
@@ -289,7 +385,7 @@ fn confirm(question: &str) -> Result<()> {
 }
 
 /// "1 key", "2 keys".
-fn keys(n: u64) -> String {
+pub(crate) fn keys(n: u64) -> String {
     if n == 1 {
         "1 key".to_owned()
     } else {

@@ -7,6 +7,7 @@
 mod args;
 mod commands;
 pub mod defaults;
+mod operate;
 
 use std::process::ExitCode;
 

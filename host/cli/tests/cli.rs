@@ -186,9 +186,12 @@ fn notes_and_kv_inspection(place: &Place) {
     ok(env.cubby(&["kv", "delete", "-w", "c", "greeting"]));
     one_line_error(env.cubby(&["kv", "delete", "-w", "c", "greeting"]));
     assert_eq!(
-        ok(env.cubby(&["workspaces"])),
-        "workspace\tkeys\tbytes\na\t3\t110\nb\t2\t61\n"
+        ok(env.cubby(&["workspace", "list"])),
+        "workspace\tkeys\tbytes\tquota_keys\tquota_bytes\tused\n\
+         a\t3\t110\t1000000\t1073741824\t0.0%\nb\t2\t61\t1000000\t1073741824\t0.0%\n"
     );
+    // The old name still works.
+    assert!(ok(env.cubby(&["workspaces"])).contains("\nb\t2\t61\t"));
 }
 
 /// Under an address-space limit far too small for the instance pool (which
@@ -405,8 +408,9 @@ fn clearing_a_space_and_deleting_a_workspace_say_what_they_removed(place: &Place
         "namespace\tkeys\tbytes\n(total)\t0\t0\n(quota)\t1000000\t1073741824\n"
     );
     assert_eq!(
-        ok(env.cubby(&["workspaces"])),
-        "workspace\tkeys\tbytes\nother\t1\t2\n"
+        ok(env.cubby(&["workspace", "list"])),
+        "workspace\tkeys\tbytes\tquota_keys\tquota_bytes\tused\n\
+         other\t1\t2\t1000000\t1073741824\t0.0%\n"
     );
 }
 
@@ -551,7 +555,169 @@ fn a_standard_keyvalue_guest_runs_and_its_bucket_is_a_namespace(place: &Place) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("non-empty KEY"));
 }
 
+/// Parses a command's `--json` output.
+#[track_caller]
+fn json(out: Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).expect("one JSON document")
+}
+
+/// What `--json` shows of a workspace: every namespace's keys with their
+/// values (as `kv get --json` gives them, but for the version, which is
+/// the database's) and the time left (in whole seconds, for clock
+/// tolerance), and the usage.
+fn snapshot(env: &Env, ws: &str) -> serde_json::Value {
+    let mut usage = json(env.cubby(&["--json", "kv", "usage", "-w", ws]));
+    usage["quota"] = serde_json::Value::Null;
+    let mut spaces = serde_json::Map::new();
+    for space in usage["namespaces"].as_array().unwrap() {
+        let ns = space["namespace"].as_str().unwrap();
+        let listed = json(env.cubby(&["--json", "kv", "list", "-w", ws, "-n", ns]));
+        let mut entries = serde_json::Map::new();
+        for key in listed["keys"].as_array().unwrap() {
+            let key = key.as_str().unwrap();
+            let mut got = json(env.cubby(&["--json", "kv", "get", "-w", ws, "-n", ns, key]));
+            let got = got.as_object_mut().unwrap();
+            got.remove("version");
+            got.remove("workspace");
+            if let Some(ms) = got["expires_in_ms"].as_u64() {
+                got.insert("expires_in_ms".into(), ((ms + 500) / 1000).into());
+            }
+            entries.insert(key.into(), serde_json::Value::Object(got.clone()));
+        }
+        spaces.insert(ns.into(), entries.into());
+    }
+    usage["workspace"] = serde_json::Value::Null;
+    serde_json::json!({ "usage": usage, "entries": spaces })
+}
+
+fn export_and_import_move_a_workspace_between_databases(place: &Place) {
+    let env = Env::on(place);
+    let other = Env::new();
+    for (ns, key, value) in [
+        ("", "greeting", "hello"),
+        ("notes", "1", "ünï ✓"),
+        ("notes", "2", "b"),
+    ] {
+        ok(env.cubby(&["kv", "set", "-w", "a", "-n", ns, key, value]));
+    }
+    ok(env.cubby(&[
+        "kv", "set", "-w", "a", "-n", "sessions", "s", "x", "--ttl", "1h",
+    ]));
+    let file = env.dir.path().join("a.cubby");
+    let file = file.to_str().unwrap();
+    let exported = json(env.cubby(&["--json", "workspace", "export", "-w", "a", "-o", file]));
+    assert_eq!(exported["keys"], 4);
+    // Into another database (a redb file), as another workspace.
+    let imported = json(other.cubby(&["--json", "workspace", "import", "-w", "b", file]));
+    assert_eq!(imported["imported"], 4);
+    assert_eq!(imported["mode"], "merge");
+    assert_eq!(snapshot(&other, "b"), snapshot(&env, "a"));
+    // And back from the redb file into this database (PostgreSQL when the
+    // place is), through a pipe.
+    let mut export = other.command(&["workspace", "export", "-w", "b"]);
+    let piped = export
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    let mut import = env.command(&["workspace", "import", "-w", "c", "--replace", "-"]);
+    let mut child = import
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&piped.stdout)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(snapshot(&env, "c"), snapshot(&env, "a"));
+
+    // A flipped byte: one line of error, nothing imported.
+    let mut bad = std::fs::read(file).unwrap();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x20;
+    let bad_file = env.dir.path().join("bad.cubby");
+    std::fs::write(&bad_file, &bad).unwrap();
+    let err = one_line_error(other.cubby(&[
+        "workspace",
+        "import",
+        "-w",
+        "d",
+        bad_file.to_str().unwrap(),
+    ]));
+    assert!(err.contains("nothing was imported"), "{err}");
+    assert!(err.contains("corrupt export"), "{err}");
+    assert_eq!(
+        ok(other.cubby(&["kv", "list", "-w", "d", "-n", "notes"])),
+        ""
+    );
+    // Not an export at all.
+    let err = one_line_error(other.cubby(&["workspace", "import", "-w", "d", &other.db]));
+    assert!(err.contains("not a Cubby export"), "{err}");
+    // Never to a terminal-less --json mix-up: the summary needs a file.
+    let err = one_line_error(env.cubby(&["--json", "workspace", "export", "-w", "a"]));
+    assert!(err.contains("-o FILE"), "{err}");
+}
+
+fn a_stored_quota_binds_later_processes(place: &Place) {
+    let env = Env::on(place);
+    ok(env.cubby(&["quota", "set", "-w", "a", "1KiB"]));
+    let got = json(env.cubby(&["--json", "quota", "get", "-w", "a"]));
+    assert_eq!(got["quota"]["max_bytes"], 1024);
+    assert_eq!(got["quota"]["source"], "stored");
+    let big = "x".repeat(1100);
+    let out = env.cubby(&["run", guests::KVSH, "-w", "a", "--", "put", "big", &big]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("quota"), "{stderr}");
+    ok(env.cubby(&["run", guests::KVSH, "-w", "a", "--", "put", "small", "x"]));
+    // --quota on one command line still overrides for that run.
+    ok(env.cubby(&["--quota", "a=1MiB", "kv", "set", "-w", "a", "big", &big]));
+    let listed = json(env.cubby(&["--json", "workspace", "list", "--sort", "size"]));
+    let row = &listed["workspaces"][0];
+    assert_eq!(row["workspace"], "a");
+    assert_eq!(row["quota"]["source"], "stored");
+    assert!(row["used_percent"].as_f64().unwrap() > 100.0);
+    ok(env.cubby(&["quota", "unset", "-w", "a"]));
+    let got = json(env.cubby(&["--json", "quota", "get", "-w", "a"]));
+    assert_eq!(got["quota"]["source"], "default");
+    // Deleting a workspace removes its stored quota too.
+    ok(env.cubby(&["quota", "set", "-w", "gone", "10KiB,5"]));
+    let deleted = json(env.cubby(&["--json", "workspace", "delete", "-w", "gone", "--yes"]));
+    assert_eq!(deleted["removed"], 0);
+    let got = json(env.cubby(&["--json", "quota", "get", "-w", "gone"]));
+    assert_eq!(got["quota"]["source"], "default");
+    let pruned = json(env.cubby(&["--json", "kv", "prune"]));
+    assert!(pruned["removed"].is_u64());
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(env.cubby_bare(&["completions", shell]));
+        assert!(script.contains("workspace"), "{shell}");
+        assert!(script.contains("export"), "{shell}");
+    }
+    assert_eq!(
+        env.cubby_bare(&["completions", "tcsh"]).status.code(),
+        Some(2)
+    );
+}
+
 cubby_host::conformance_tests!(
+    reopen export_and_import_move_a_workspace_between_databases,
+    reopen a_stored_quota_binds_later_processes,
     reopen a_standard_keyvalue_guest_runs_and_its_bucket_is_a_namespace,
     reopen clearing_a_space_and_deleting_a_workspace_say_what_they_removed,
     reopen counter_counts_per_workspace_and_in_memory_starts_afresh,
