@@ -562,10 +562,11 @@ fn json(out: Output) -> serde_json::Value {
 }
 
 /// What `--json` shows of a workspace: every namespace's keys with their
-/// values (as `kv get --json` gives them, but for the version, which is
-/// the database's) and the time left (in whole seconds, for clock
-/// tolerance), and the usage.
-fn snapshot(env: &Env, ws: &str) -> serde_json::Value {
+/// values (as `kv get --json` gives them, but for the version, which is the
+/// database's, and the time left, returned apart by namespace/key), and
+/// the usage.
+fn snapshot(env: &Env, ws: &str) -> (serde_json::Value, Vec<(String, u64)>) {
+    let mut ttls = Vec::new();
     let mut usage = json(env.cubby(&["--json", "kv", "usage", "-w", ws]));
     usage["quota"] = serde_json::Value::Null;
     let mut spaces = serde_json::Map::new();
@@ -579,15 +580,32 @@ fn snapshot(env: &Env, ws: &str) -> serde_json::Value {
             let got = got.as_object_mut().unwrap();
             got.remove("version");
             got.remove("workspace");
-            if let Some(ms) = got["expires_in_ms"].as_u64() {
-                got.insert("expires_in_ms".into(), ((ms + 500) / 1000).into());
+            if let Some(ms) = got.remove("expires_in_ms").and_then(|v| v.as_u64()) {
+                ttls.push((format!("{ns}/{key}"), ms));
             }
             entries.insert(key.into(), serde_json::Value::Object(got.clone()));
         }
         spaces.insert(ns.into(), entries.into());
     }
     usage["workspace"] = serde_json::Value::Null;
-    serde_json::json!({ "usage": usage, "entries": spaces })
+    (
+        serde_json::json!({ "usage": usage, "entries": spaces }),
+        ttls,
+    )
+}
+
+/// Two workspaces show the same through `--json`, time left within the
+/// few seconds the commands between the two reads take.
+#[track_caller]
+fn assert_same(env_a: &Env, a: &str, env_b: &Env, b: &str) {
+    let (a_shown, a_ttls) = snapshot(env_a, a);
+    let (b_shown, b_ttls) = snapshot(env_b, b);
+    assert_eq!(a_shown, b_shown);
+    assert_eq!(a_ttls.len(), b_ttls.len());
+    for ((ka, ta), (kb, tb)) in a_ttls.iter().zip(&b_ttls) {
+        assert_eq!(ka, kb);
+        assert!(ta.abs_diff(*tb) < 10_000, "{ka}: {ta} ms left vs {tb} ms");
+    }
 }
 
 fn export_and_import_move_a_workspace_between_databases(place: &Place) {
@@ -611,7 +629,8 @@ fn export_and_import_move_a_workspace_between_databases(place: &Place) {
     let imported = json(other.cubby(&["--json", "workspace", "import", "-w", "b", file]));
     assert_eq!(imported["imported"], 4);
     assert_eq!(imported["mode"], "merge");
-    assert_eq!(snapshot(&other, "b"), snapshot(&env, "a"));
+    assert_same(&other, "b", &env, "a");
+    assert_eq!(snapshot(&other, "b").1.len(), 1, "the TTL came along");
     // And back from the redb file into this database (PostgreSQL when the
     // place is), through a pipe.
     let mut export = other.command(&["workspace", "export", "-w", "b"]);
@@ -640,7 +659,7 @@ fn export_and_import_move_a_workspace_between_databases(place: &Place) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(snapshot(&env, "c"), snapshot(&env, "a"));
+    assert_same(&env, "c", &env, "a");
 
     // A flipped byte: one line of error, nothing imported.
     let mut bad = std::fs::read(file).unwrap();
