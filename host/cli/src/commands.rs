@@ -179,7 +179,7 @@ fn kv_command(storage: &Storage, db: &DbArgs, kv: KvCommand, json: bool) -> Resu
         KvCommand::Usage { workspace } => {
             let ws = storage.workspace(&workspace)?;
             let usage = ws.usage()?;
-            let (quota, source) = operate::quota_of(storage, db, &workspace)?;
+            let (quota, source) = operate::quota_of_one(storage, db, &workspace)?;
             let mut spaces = Vec::new();
             let default = ws.default_space().usage()?;
             if default.keys > 0 {

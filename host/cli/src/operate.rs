@@ -36,17 +36,27 @@ impl Source {
 }
 
 /// The quota workspace `id`'s writes are checked against, and where it
-/// comes from.
-pub(crate) fn quota_of(storage: &Storage, db: &DbArgs, id: &str) -> Result<(Quota, Source)> {
-    let quota = storage.workspace(id)?.quota()?;
-    let source = if db.quotas.iter().any(|(ws, _)| ws == id) {
-        Source::Override
-    } else if storage.stored_quota(id)?.is_some() {
-        Source::Stored
+/// comes from, given the quota stored for it (read once by the caller): the
+/// library's order, `--quota` over stored over the default.
+pub(crate) fn quota_of(
+    storage: &Storage,
+    db: &DbArgs,
+    id: &str,
+    stored: Option<Quota>,
+) -> Result<(Quota, Source)> {
+    Ok(if db.quotas.iter().any(|(ws, _)| ws == id) {
+        // An override is this process's: no read.
+        (storage.quota(id)?, Source::Override)
+    } else if let Some(quota) = stored {
+        (quota, Source::Stored)
     } else {
-        Source::Default
-    };
-    Ok((quota, source))
+        (storage.limits().default_quota(), Source::Default)
+    })
+}
+
+/// [`quota_of`] for one workspace, reading its stored quota.
+pub(crate) fn quota_of_one(storage: &Storage, db: &DbArgs, id: &str) -> Result<(Quota, Source)> {
+    quota_of(storage, db, id, storage.stored_quota(id)?)
 }
 
 pub(crate) fn quota_json(quota: Quota, source: Source) -> serde_json::Value {
@@ -76,14 +86,15 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
 
 /// `cubby workspace list`.
 pub(crate) fn list(storage: &Storage, db: &DbArgs, sort: SortBy, json: bool) -> Result<ExitCode> {
+    let stored: BTreeMap<String, Quota> = storage.stored_quotas()?.into_iter().collect();
     let mut rows: BTreeMap<String, Usage> = storage.workspaces()?.into_iter().collect();
-    for (id, _) in storage.stored_quotas()? {
-        rows.entry(id).or_default();
+    for id in stored.keys() {
+        rows.entry(id.clone()).or_default();
     }
     let mut rows: Vec<(String, Usage, Quota, Source, f64)> = rows
         .into_iter()
         .map(|(id, usage)| {
-            let (quota, source) = quota_of(storage, db, &id)?;
+            let (quota, source) = quota_of(storage, db, &id, stored.get(&id).copied())?;
             let used = used_percent(usage, quota);
             Ok((id, usage, quota, source, used))
         })
@@ -287,7 +298,7 @@ pub(crate) fn quota(
             }
         }
         QuotaCommand::Get { workspace } => {
-            let (quota, source) = quota_of(storage, db, &workspace)?;
+            let (quota, source) = quota_of_one(storage, db, &workspace)?;
             let usage = storage.workspace(&workspace)?.usage()?;
             if json {
                 print_json(&json!({

@@ -683,7 +683,36 @@ fn export_and_import_move_a_workspace_between_databases(place: &Place) {
     // Not an export at all.
     let err = one_line_error(other.cubby(&["workspace", "import", "-w", "d", &other.db]));
     assert!(err.contains("not a Cubby export"), "{err}");
-    // Never to a terminal-less --json mix-up: the summary needs a file.
+    // Without a terminal there is no progress bar: stderr is the summary.
+    let out = other.cubby(&["workspace", "import", "-w", "e", file]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "imported 4 keys into workspace e (merge); 0 already expired, skipped\n"
+    );
+    // A failed export leaves the file it would have replaced as it was, and
+    // no temporary file beside it.
+    let dir = env.dir.path().join("exports");
+    std::fs::create_dir(&dir).unwrap();
+    let target = dir.join("a.cubby");
+    std::fs::write(&target, "the old backup").unwrap();
+    let long_namespace = "n".repeat(200);
+    let target_arg = target.to_str().unwrap();
+    let args = [
+        "workspace",
+        "export",
+        "-w",
+        "a",
+        "-n",
+        &long_namespace,
+        "-o",
+        target_arg,
+    ];
+    let err = one_line_error(env.cubby(&args));
+    assert!(err.contains("namespace"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "the old backup");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    // The --json summary goes to stdout, so the export itself needs a file.
     let err = one_line_error(env.cubby(&["--json", "workspace", "export", "-w", "a"]));
     assert!(err.contains("-o FILE"), "{err}");
 }

@@ -142,11 +142,7 @@ impl Storage {
     /// stored in the database ([`store_quota`](Self::store_quota)), else
     /// the default from [`Limits`].
     pub fn quota(&self, id: &str) -> Result<Quota, StorageError> {
-        let rule = self.quota_rule(id);
-        if rule.fixed.is_some() {
-            return Ok(rule.resolve(None));
-        }
-        Ok(rule.resolve(self.stored_quota(id)?))
+        self.quota_rule(id).resolve_with(|| self.stored_quota(id))
     }
 
     /// The quota stored in the database for workspace `id`, if any.

@@ -95,6 +95,18 @@ impl QuotaRule {
     pub fn resolve(self, stored: Option<Quota>) -> Quota {
         self.fixed.or(stored).unwrap_or(self.default)
     }
+
+    /// The quota that applies; `stored` (a read of the database) is called
+    /// only when no override decides it.
+    pub fn resolve_with<E>(
+        self,
+        stored: impl FnOnce() -> Result<Option<Quota>, E>,
+    ) -> Result<Quota, E> {
+        match self.fixed {
+            Some(quota) => Ok(quota),
+            None => Ok(self.resolve(stored()?)),
+        }
+    }
 }
 
 /// What an export sees, in this order: the totals of what it selected, then

@@ -354,7 +354,57 @@ fn stored_quotas_bind_every_handle_until_a_process_overrides_them(place: &Place)
     assert!(storage.store_quota("bad id!", None).is_err());
 }
 
+fn staging_areas_are_invisible_and_abandoned_ones_are_removed_a_day_later(place: &Place) {
+    let clock = ManualClock::new(1_000_000_000);
+    let storage = manual(place, &clock, |_| {});
+    // What an import that died while staging leaves behind: entries under
+    // an id no caller can name, dated by when it started.
+    let stage = |started_ms: u64| {
+        let id = format!("~import~{started_ms}~1~0~t");
+        storage
+            .backend()
+            .write(crate::engine::backend::WriteRequest {
+                workspace: id.as_str().into(),
+                ops: vec![crate::Op::set("k", b"staged".to_vec())],
+                now_ms: storage.now_ms(),
+                quota: crate::engine::backend::QuotaRule::unlimited(),
+            })
+            .unwrap();
+        id
+    };
+    let old = stage(storage.now_ms());
+    storage.workspace("t").unwrap().set("mine", b"x").unwrap();
+    assert_eq!(
+        workspace_ids(&storage),
+        ["t"],
+        "staging is nobody's workspace"
+    );
+    clock.advance(25 * 3600 * SEC);
+    let recent = stage(storage.now_ms() - 3600 * 1000);
+    let src = storage.workspace("src").unwrap();
+    src.set("a", b"1").unwrap();
+    storage
+        .workspace("t")
+        .unwrap()
+        .import(export(&src).as_slice(), ImportMode::Merge)
+        .unwrap();
+    let left: Vec<String> = storage
+        .backend()
+        .workspaces(storage.now_ms())
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| id.starts_with('~'))
+        .collect();
+    assert_eq!(
+        left,
+        [recent],
+        "{old} is a day old and goes; an hour-old one may be running"
+    );
+}
+
 crate::conformance_tests!(
+    staging_areas_are_invisible_and_abandoned_ones_are_removed_a_day_later,
     export_then_import_reproduces_a_workspace,
     merge_keeps_other_keys_and_replace_removes_them,
     damaged_files_are_refused_and_import_nothing,

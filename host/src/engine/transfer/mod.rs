@@ -316,7 +316,6 @@ impl Workspace {
                 Some(at) => Some(Duration::from_millis(at - now_ms)),
                 None => None,
             };
-            rules::check_namespace(&entry.ns)?;
             let op = Op::new(
                 entry.key,
                 Action::Set {
@@ -405,23 +404,23 @@ fn staging_started_ms(id: &str) -> Option<u64> {
         .ok()
 }
 
-/// Removes a staging area in bounded steps.
+/// Removes a staging area in bounded steps, as any workspace is removed.
 fn remove_staging(storage: &Storage, staging: &str) -> Result<(), StorageError> {
-    let budget = storage.limits().max_page_size.max(1) as usize;
-    while !storage
-        .backend()
-        .remove_workspace(staging, budget, storage.now_ms())?
-        .done
-    {}
-    Ok(())
+    Workspace::new(storage.clone(), staging.into())
+        .clear_all()
+        .map(drop)
 }
 
 /// Removes staging areas left by imports that died more than a day ago.
 fn remove_abandoned_staging(storage: &Storage) {
     let now_ms = storage.now_ms();
     let cutoff = now_ms.saturating_sub(STAGING_MAX_AGE.as_millis() as u64);
-    let Ok(all) = storage.backend().workspaces(now_ms) else {
-        return;
+    let all = match storage.backend().workspaces(now_ms) {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look for abandoned staging areas");
+            return;
+        }
     };
     for (id, _) in all {
         if staging_started_ms(&id).is_some_and(|at| at < cutoff) {

@@ -671,14 +671,8 @@ impl Backend for PostgresBackend {
                 ],
             )))?;
             for r in &rows {
-                let ns =
-                    read::text(read::col(r, 0).map_err(failure_error)?).map_err(failure_error)?;
-                let key =
-                    read::text(read::col(r, 1).map_err(failure_error)?).map_err(failure_error)?;
-                let value: Vec<u8> = read::col(r, 2).map_err(failure_error)?;
-                let expires_at_ms = read::col::<Option<i64>>(r, 3)
-                    .map_err(failure_error)?
-                    .map(from_db);
+                let (ns, key, value, expires_at_ms) =
+                    transfer::exported_row(r).map_err(failure_error)?;
                 sink(Exported::Entry {
                     ns: &ns,
                     key: &key,

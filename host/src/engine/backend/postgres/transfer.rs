@@ -117,6 +117,18 @@ pub(super) const EXPORT_PAGE_SQL: &str = "
       AND (namespace, key) > ($4, $5)
     ORDER BY namespace, key LIMIT $6";
 
+/// One row of `EXPORT_PAGE_SQL`: namespace, key, value, deadline.
+pub(super) fn exported_row(
+    r: &deadpool_postgres::tokio_postgres::Row,
+) -> Result<(String, String, Vec<u8>, Option<u64>), Failure> {
+    Ok((
+        text(col(r, 0)?)?,
+        text(col(r, 1)?)?,
+        col(r, 2)?,
+        col::<Option<i64>>(r, 3)?.map(from_db),
+    ))
+}
+
 /// Publishes a staging area; see the module documentation.
 pub(super) fn publish<'a>(
     c: &'a mut Object,
@@ -141,10 +153,7 @@ async fn publish_in(c: &Object, p: &Publish) -> Result<Published, Failure> {
     let now = to_db(p.now_ms);
     let locked = c.query_one(LOCK_OR_CREATE, &[&dst]).await?;
     let first_version: i64 = col(&locked, 2)?;
-    let quota = match p.quota.fixed {
-        Some(_) => p.quota.resolve(None),
-        None => p.quota.resolve(quota_at(&locked, 3)?),
-    };
+    let quota = p.quota.resolve(quota_at(&locked, 3)?);
     c.query_opt(LOCK, &[&src]).await?;
     let sums = format!(
         "SELECT

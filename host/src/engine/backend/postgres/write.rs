@@ -153,10 +153,8 @@ async fn stage_and_finish(
 ) -> Result<Vec<Outcome>, Failure> {
     let ws = request.workspace.as_bytes();
     let (stored, first_version) = locked_row(locked)?;
-    let quota = match request.quota.fixed {
-        Some(_) => request.quota.resolve(None),
-        None => request.quota.resolve(quota_at(locked, 3)?),
-    };
+    // The stored quota came with the lock, at no extra cost.
+    let quota = request.quota.resolve(quota_at(locked, 3)?);
     let rows = touched_rows(rows)?;
     let mut next_version = first_version;
     let staged = stage_on(request, &rows, &mut next_version)?;

@@ -34,17 +34,15 @@ impl<'t> Tables<'t> {
 
     /// The quota a write to `ws` is checked against under `rule`.
     pub fn quota(&self, ws: &str, rule: QuotaRule) -> Result<Quota, StorageError> {
-        if rule.fixed.is_some() {
-            return Ok(rule.resolve(None));
-        }
-        let stored = self.quotas.get(ws)?.map(|g| {
-            let (max_keys, max_bytes) = g.value();
-            Quota {
-                max_keys,
-                max_bytes,
-            }
-        });
-        Ok(rule.resolve(stored))
+        rule.resolve_with(|| {
+            Ok(self.quotas.get(ws)?.map(|g| {
+                let (max_keys, max_bytes) = g.value();
+                Quota {
+                    max_keys,
+                    max_bytes,
+                }
+            }))
+        })
     }
 
     /// What a workspace's usage row holds (expired entries not swept yet
