@@ -12,10 +12,10 @@
 //!   the `plugin` world, whose `handle` export takes a request and returns
 //!   a response. `PluginPre::new(instance_pre)` checks the export once;
 //!   each call then instantiates and calls `handle`.
-//! - The `command` world imports only the storage interface (added to a
-//!   linker by `add_to_linker`); its entry point is the standard
-//!   `wasi:cli/run`, called through `wasmtime_wasi::p2::bindings::CommandPre`
-//!   (or `…::sync::CommandPre`).
+//! - The `command` world imports the storage interface (added to a linker
+//!   by `add_to_linker`) and exports the standard `wasi:cli/run`, called
+//!   through `wasmtime_wasi::p2::bindings::CommandPre` (or
+//!   `…::sync::CommandPre`), so it needs no bindings of its own.
 //! - `cubby::storage::storage`: the interface's types and `Host` trait,
 //!   implemented for [`StorageCtx`](crate::StorageCtx). The WIT `error` is
 //!   [`StorageError`](crate::StorageError) on the host side; the one mapping
