@@ -124,8 +124,9 @@ function call(f, ...args) {
 function ttlMs(ttl) {
   if (ttl === undefined || ttl === null) return undefined;
   const ms = typeof ttl === 'bigint' ? ttl : Math.ceil(Number(ttl));
-  if (!(ms > 0) || ms === Infinity) {
-    throw new StorageError('invalid-argument', `invalid argument: ttl must be a positive number of milliseconds, got ${ttl}`, ttl);
+  // 0 goes to the host, which refuses it as the WIT says.
+  if (!(ms >= 0) || ms === Infinity) {
+    throw new StorageError('invalid-argument', `invalid argument: ttl must be positive and finite, got ${ttl}`, ttl);
   }
   return BigInt(ms);
 }
@@ -146,6 +147,22 @@ function conditionOf({ ifAbsent, ifVersion, ifValue } = {}) {
   if (ifVersion !== undefined) return { tag: 'version-equals', val: BigInt(ifVersion) };
   if (ifValue !== undefined) return { tag: 'value-equals', val: bytesOf(ifValue) };
   return undefined;
+}
+
+/**
+ * `increment` of the WIT. componentize-js 0.23 traps when it passes a
+ * negative `s64` argument to an import (ComponentizeJS issue #343), so a
+ * negative delta goes through a one-operation transaction instead, whose
+ * `s64` travels through memory. With a `ttl`, an increment by 0 first
+ * creates a missing counter with that expiry.
+ */
+function incrementBy(namespace, key, delta, ttl) {
+  const d = BigInt(delta);
+  if (d >= 0n) return call(wit.increment, namespace, key, d, ttl);
+  if (ttl !== undefined) call(wit.increment, namespace, key, 0n, ttl);
+  const action = { tag: 'increment', val: d };
+  const [outcome] = call(wit.transaction, [{ namespace, key, condition: undefined, action }]);
+  return outcome.val;
 }
 
 function counterValue(n) {
@@ -198,6 +215,7 @@ export class Namespace {
 
   /** Reads `key` and, if present, makes it expire `ttl` ms from now (sliding expiry). */
   getAndRenew(key, ttl) {
+    if (ttl === undefined || ttl === null) throw new TypeError('getAndRenew needs a ttl');
     return entryOf(call(wit.getAndRenew, this.name, key, ttlMs(ttl)));
   }
 
@@ -248,7 +266,7 @@ export class Namespace {
 
   /** Adds `delta` to the counter under `key` atomically (a missing one is 0). */
   increment(key, delta = 1, { ttl } = {}) {
-    return counterValue(call(wit.increment, this.name, key, BigInt(delta), ttlMs(ttl)));
+    return counterValue(incrementBy(this.name, key, delta, ttlMs(ttl)));
   }
 
   /** A Counter under `key` in this namespace. */
@@ -310,7 +328,7 @@ export class Counter {
 
   /** Adds `delta` and returns the new value. */
   add(delta) {
-    return counterValue(call(wit.increment, this.namespace.name, this.key, BigInt(delta), this.ttlMs));
+    return counterValue(incrementBy(this.namespace.name, this.key, delta, this.ttlMs));
   }
 
   /** Adds one and returns the new value. */
@@ -327,8 +345,9 @@ export class Counter {
   get() {
     const value = this.namespace.get(this.key);
     if (value === undefined) return 0;
-    // A counter is stored as its value in decimal ASCII (see the WIT).
-    const text = String.fromCharCode(...value);
+    // A counter is stored as its value in decimal ASCII (see the WIT); a
+    // long value is not one, and is not spread into arguments.
+    const text = value.length <= 64 ? String.fromCharCode(...value) : '';
     if (!/^[+-]?[0-9]+$/.test(text)) throw storageError({ tag: 'not-a-counter' });
     const n = BigInt(text);
     if (n >= 2n ** 63n || n < -(2n ** 63n)) throw storageError({ tag: 'not-a-counter' });

@@ -250,7 +250,7 @@ class Usage:
 
 
 def _ttl_ms(ttl: Ttl) -> Optional[int]:
-    """Milliseconds of a ``ttl`` argument (rounded up, so never 0 for a positive ttl)."""
+    """Milliseconds of a ``ttl`` argument (rounded up, so a positive ttl is never 0 ms)."""
     if ttl is None:
         return None
     if isinstance(ttl, timedelta):
@@ -259,9 +259,10 @@ def _ttl_ms(ttl: Ttl) -> Optional[int]:
         seconds = float(ttl)
     else:
         raise TypeError(f"ttl must be seconds or a timedelta, not {type(ttl).__name__}")
-    if not seconds > 0 or math.isinf(seconds):
+    if not seconds >= 0 or math.isinf(seconds):
         raise InvalidArgument(f"invalid argument: ttl must be positive and finite, got {ttl!r}")
-    return max(1, math.ceil(seconds * 1000))
+    # 0 goes to the host, which refuses it as the WIT says.
+    return math.ceil(seconds * 1000)
 
 
 def _bytes(value: Any) -> bytes:
@@ -322,7 +323,7 @@ class Namespace:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise DecodeError(f"value of key {key!r} cannot be decoded: {e}", key) from None
+            raise DecodeError(f"value of key {json.dumps(key)} cannot be decoded: {e}", key) from None
 
     def get_json(self, key: str, default: Any = None) -> Any:
         """The value of ``key`` parsed as JSON, or ``default`` if it is absent."""
@@ -332,7 +333,7 @@ class Namespace:
         try:
             return json.loads(value)
         except (UnicodeDecodeError, ValueError) as e:
-            raise DecodeError(f"value of key {key!r} cannot be decoded: {e}", key) from None
+            raise DecodeError(f"value of key {json.dumps(key)} cannot be decoded: {e}", key) from None
 
     def entry(self, key: str) -> Optional[Entry]:
         """The value of ``key`` with its version and time left."""
@@ -340,6 +341,8 @@ class Namespace:
 
     def get_and_renew(self, key: str, ttl: Ttl) -> Optional[Entry]:
         """Reads ``key`` and, if present, makes it expire ``ttl`` from now (sliding expiry)."""
+        if ttl is None:
+            raise TypeError("get_and_renew needs a ttl")
         return _entry(_call(_wit.get_and_renew, self.name, key, _ttl_ms(ttl)))
 
     def exists(self, key: str) -> bool:

@@ -35,8 +35,10 @@ enum Lang {
 struct Plugin {
     /// The constant's name in `polyglot.rs`.
     konst: &'static str,
-    /// Its folder under `example-plugins/`, and the component's file name.
+    /// The component's file name.
     name: &'static str,
+    /// Its source folder, from the repository root.
+    dir: &'static str,
     lang: Lang,
     /// The world of `wit/` it targets.
     world: &'static str,
@@ -49,6 +51,7 @@ const PLUGINS: &[Plugin] = &[
     Plugin {
         konst: "PY_NOTES",
         name: "py-notes",
+        dir: "example-plugins/py-notes",
         lang: Lang::Python,
         world: "plugin",
         entry: "app",
@@ -57,6 +60,7 @@ const PLUGINS: &[Plugin] = &[
     Plugin {
         konst: "PY_COUNTER",
         name: "py-counter",
+        dir: "example-plugins/py-counter",
         lang: Lang::Python,
         world: "command",
         entry: "app",
@@ -65,10 +69,29 @@ const PLUGINS: &[Plugin] = &[
     Plugin {
         konst: "JS_NOTES",
         name: "js-notes",
+        dir: "example-plugins/js-notes",
         lang: Lang::JavaScript,
         world: "plugin",
         entry: "notes.js",
         what: "the `js-notes` example plugin (JavaScript, request/response)",
+    },
+    Plugin {
+        konst: "PY_HELPERS",
+        name: "py-helpers",
+        dir: "tests/guests/py-helpers",
+        lang: Lang::Python,
+        world: "command",
+        entry: "app",
+        what: "the `py-helpers` test guest (Python, command-style: every helper of `cubby.py`)",
+    },
+    Plugin {
+        konst: "JS_HELPERS",
+        name: "js-helpers",
+        dir: "tests/guests/js-helpers",
+        lang: Lang::JavaScript,
+        world: "command",
+        entry: "helpers.js",
+        what: "the `js-helpers` test guest (JavaScript, command-style: every helper of `cubby.js`)",
     },
 ];
 
@@ -85,11 +108,7 @@ fn main() {
         root.join("guest-sdk/js"),
         tools_src.clone(),
     ];
-    watched.extend(
-        PLUGINS
-            .iter()
-            .map(|p| root.join("example-plugins").join(p.name)),
-    );
+    watched.extend(PLUGINS.iter().map(|p| root.join(p.dir)));
     for path in &watched {
         println!("cargo:rerun-if-changed={}", path.display());
     }
@@ -160,9 +179,9 @@ fn main() {
             }
         };
         consts.push_str(&format!(
-            "/// {}, built from `example-plugins/{}`.\npub const {}: Polyglot = Polyglot {{ name: {:?}, built: {built} }};\n",
+            "/// {}, built from `{}`.\npub const {}: Polyglot = Polyglot {{ name: {:?}, built: {built} }};\n",
             capitalised(plugin.what),
-            plugin.name,
+            plugin.dir,
             plugin.konst,
             plugin.name,
         ));
@@ -277,7 +296,7 @@ impl Ctx {
             return out;
         }
         let partial = out.with_extension("wasm.partial");
-        let source_dir = Path::new("example-plugins").join(plugin.name);
+        let source_dir = Path::new(plugin.dir);
         let mut cmd = match plugin.lang {
             Lang::Python => {
                 let mut cmd = Command::new("python3");
@@ -291,7 +310,7 @@ impl Ctx {
                         plugin.entry,
                     ])
                     .arg("-p")
-                    .arg(&source_dir)
+                    .arg(source_dir)
                     .args(["-p", "guest-sdk/python", "-o"])
                     .arg(&partial)
                     .env("PYTHONPATH", &tool.dir)
@@ -321,9 +340,9 @@ impl Ctx {
         let output = run(&mut cmd).unwrap_or_else(|e| panic!("cannot build {}: {e}", plugin.name));
         if !output.status.success() || !partial.exists() {
             panic!(
-                "building {} from example-plugins/{} failed ({:?}):\n{}",
+                "building {} from {} failed ({:?}):\n{}",
                 plugin.what,
-                plugin.name,
+                plugin.dir,
                 cmd,
                 tail(&output)
             );
@@ -355,8 +374,7 @@ impl Ctx {
         let mut hasher = Sha256::new();
         hasher.update(&tool.pin);
         hasher.update(format!("\0{}\0{}\0", plugin.world, plugin.entry));
-        let plugin_dir = format!("example-plugins/{}", plugin.name);
-        for dir in ["wit", helper, plugin_dir.as_str()] {
+        for dir in ["wit", helper, plugin.dir] {
             let mut files = Vec::new();
             list_files(&self.root, Path::new(dir), &mut files);
             files.sort();

@@ -17,7 +17,7 @@ use common::runtime_builder;
 use cubby_artifacts as guests;
 use cubby_host::testing::Place;
 use cubby_host::{CallError, Plugin, Quota, Runtime, StorageOptions, Workspace};
-use cubby_polyglot::{JS_NOTES, PY_COUNTER, PY_NOTES};
+use cubby_polyglot::{JS_HELPERS, JS_NOTES, PY_COUNTER, PY_HELPERS, PY_NOTES};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -323,6 +323,65 @@ async fn the_python_command_plugin_behaves_as_the_rust_counter(place: &Place) {
     assert_eq!(ws.get("words").unwrap().unwrap(), b"not a number");
 }
 
+/// What the helper test guests print: every helper of `cubby.py` and
+/// `cubby.js` in turn (see `tests/guests/py-helpers/app.py`).
+const HELPERS_OUTPUT: &str = "\
+string: héllo ☃
+json: {\"a\":[1,2],\"b\":\"x\"}
+json default: none
+missing: None
+bytes: 00ff
+exists: True False
+get many: ['00ff', None]
+paged keys: 250 k/000 k/249
+all keys: 250
+namespaces: ['ns']
+delete many: 2
+ns usage: 248 248
+counter: 5 4 4 14
+counter reset: True 0
+ns counter: 1
+negative with ttl: -3 True True
+not a counter: not-a-counter | the stored value is not a counter
+conflict: conflict | condition of operation 0 does not hold | 0 b'1'
+if version: True
+stale delete: conflict | condition of operation 0 does not hold
+delete if version: True None
+invalid key: invalid-key | invalid key: key is empty
+too large: value-too-large | value too large: the limit is 1048576 bytes
+zero ttl: invalid-argument | invalid argument: a time-to-live must be at least 1 ms
+decode: decode
+ttl: True
+expire none: True None
+renew: True
+delete: True False
+clear: 249
+after clear: 0 []
+keys: ['badjson', 'bin', 'cfg', 'greeting', 'word']
+";
+
+/// Every helper of the Python and JavaScript modules, run by a test guest in
+/// each language: both print the expected lines (listings paged across three
+/// pages, counters, conditions, expiry, every error kind and message) and
+/// the host finds what they wrote.
+async fn the_python_and_javascript_helpers_do_what_they_document(place: &Place) {
+    let storage = place.open(StorageOptions::default());
+    for guest in [PY_HELPERS, JS_HELPERS] {
+        let Some(path) = guest.path() else { continue };
+        let plugin = load(path).await;
+        let ws = storage.workspace(guest.name).unwrap();
+        let out = plugin.run(&ws, &[guest.name.into()]).await.unwrap();
+        assert_eq!(out.exit_code, 0, "{}: {}", guest.name, text(&out.stderr));
+        assert_eq!(text(&out.stdout), HELPERS_OUTPUT, "{}", guest.name);
+        let keys: Vec<String> = ws.keys(None).collect::<Result<_, _>>().unwrap();
+        assert_eq!(keys, ["badjson", "bin", "cfg", "greeting", "word"]);
+        assert_eq!(ws.get("greeting").unwrap().unwrap(), "héllo ☃".as_bytes());
+        assert_eq!(ws.get("cfg").unwrap().unwrap(), br#"{"a":[1,2],"b":"x"}"#);
+        assert_eq!(ws.get("bin").unwrap().unwrap(), [0, 255]);
+        assert_eq!(ws.usage().unwrap().keys, 5, "namespace ns was emptied");
+    }
+}
+
 /// A Python plugin (CPython in ~13 MB of linear memory) works within the
 /// default memory limit, also with a hundred notes of 4 KB; below its
 /// needs, or sent a request larger than the limit, it is stopped at the
@@ -380,9 +439,10 @@ async fn polyglot_plugins_export_exactly_their_world() {
         let err = plugin.run(&ws, &[]).await.unwrap_err();
         assert!(matches!(err, CallError::NotACommand { .. }), "{err}");
     }
-    if let Some(path) = PY_COUNTER.path() {
+    for command in [PY_COUNTER, JS_HELPERS] {
+        let Some(path) = command.path() else { continue };
         let plugin = load(path).await;
-        assert!(plugin.is_command());
+        assert!(plugin.is_command(), "{}", command.name);
         let err = plugin.call(&ws, b"{}").await.unwrap_err();
         assert!(matches!(err, CallError::NotAHandler { .. }), "{err}");
     }
@@ -396,4 +456,5 @@ cubby_host::conformance_tests!(
     async python_and_javascript_plugins_see_only_their_own_workspace,
     async a_storage_error_is_the_plugins_error_in_every_language,
     async the_python_command_plugin_behaves_as_the_rust_counter,
+    async the_python_and_javascript_helpers_do_what_they_document,
 );

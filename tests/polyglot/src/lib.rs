@@ -12,7 +12,7 @@
 /// A plugin built from another language's source, or why it was not built.
 #[derive(Debug, Clone, Copy)]
 pub struct Polyglot {
-    /// The plugin's name (its folder under `example-plugins/`).
+    /// The plugin's name (its component's file name).
     pub name: &'static str,
     built: Result<&'static str, &'static str>,
 }
