@@ -199,6 +199,12 @@ fn notes_and_kv_inspection(place: &Place) {
 /// the JavaScript port, a storage error printed as the plugin's error, and
 /// the Python command plugin run with arguments.
 fn python_and_javascript_plugins_from_the_command_line(place: &Place) {
+    // The redb and PostgreSQL runs take turns: the first compiles each large
+    // component into the shared cache, the second loads it from there.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let env = Env::on(place);
     if let Some(py_notes) = cubby_polyglot::PY_NOTES.path() {
         let add = r#"{"op":"add","text":"x"}"#;
