@@ -165,6 +165,16 @@ function incrementBy(namespace, key, delta, ttl) {
   return outcome.val;
 }
 
+/** The names of a listing, one page (`fetch(cursor)`) at a time, as they are needed. */
+function* paged(fetch) {
+  let cursor;
+  do {
+    const page = call(fetch, cursor);
+    yield* page.keys;
+    cursor = page.cursor;
+  } while (cursor !== undefined && cursor !== null);
+}
+
 function counterValue(n) {
   if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
     throw new RangeError(`counter value ${n} is outside JavaScript's safe integer range`);
@@ -299,13 +309,8 @@ export class Namespace {
    * are fetched as the iteration goes, so taking a few keys of a large
    * namespace costs one page.
    */
-  *keys({ prefix } = {}) {
-    let cursor;
-    do {
-      const page = call(wit.listKeys, this.name, prefix, cursor, undefined);
-      yield* page.keys;
-      cursor = page.cursor;
-    } while (cursor !== undefined && cursor !== null);
+  keys({ prefix } = {}) {
+    return paged((cursor) => wit.listKeys(this.name, prefix, cursor, undefined));
   }
 
   /** `{ keys, bytes }` (numbers) of this namespace. */
@@ -399,13 +404,8 @@ export const clear = () => defaultNamespace.clear();
 export const keys = (options) => defaultNamespace.keys(options);
 
 /** The names of the workspace's named namespaces that hold keys, lazily paged. */
-export function* namespaces() {
-  let cursor;
-  do {
-    const page = call(wit.listNamespaces, cursor, undefined);
-    yield* page.keys;
-    cursor = page.cursor;
-  } while (cursor !== undefined && cursor !== null);
+export function namespaces() {
+  return paged((cursor) => wit.listNamespaces(cursor, undefined));
 }
 
 /** `{ keys, bytes }` of the whole workspace, or of one namespace. */

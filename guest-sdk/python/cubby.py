@@ -293,6 +293,17 @@ def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _paged(fetch: Callable[[Optional[str]], Any]) -> Iterator[str]:
+    """The names of a listing, one page (``fetch(cursor)``) at a time, as they are needed."""
+    cursor: Optional[str] = None
+    while True:
+        page = _call(fetch, cursor)
+        yield from page.keys
+        cursor = page.cursor
+        if cursor is None:
+            return
+
+
 # --- namespaces ---------------------------------------------------------------
 
 
@@ -430,13 +441,7 @@ class Namespace:
         Pages are fetched as the iteration goes, so taking a few keys of a
         large namespace costs one page.
         """
-        cursor: Optional[str] = None
-        while True:
-            page = _call(_wit.list_keys, self.name, prefix, cursor, None)
-            yield from page.keys
-            cursor = page.cursor
-            if cursor is None:
-                return
+        return _paged(lambda cursor: _wit.list_keys(self.name, prefix, cursor, None))
 
     def usage(self) -> Usage:
         """Live keys and bytes of this namespace."""
@@ -509,13 +514,7 @@ keys = _DEFAULT.keys
 
 def namespaces() -> Iterator[str]:
     """The names of the workspace's named namespaces that hold keys, in byte order."""
-    cursor: Optional[str] = None
-    while True:
-        page = _call(_wit.list_namespaces, cursor, None)
-        yield from page.keys
-        cursor = page.cursor
-        if cursor is None:
-            return
+    return _paged(lambda cursor: _wit.list_namespaces(cursor, None))
 
 
 def usage(namespace: Optional[str] = None) -> Usage:

@@ -9,6 +9,9 @@
 // A build script reports failure by panicking with a message.
 #![allow(clippy::expect_used)]
 
+#[path = "target_root.rs"]
+mod target_root;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,7 +101,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    let target_dir = target_root(&out_dir)
+    let target_dir = target_root::target_root(&out_dir)
         .unwrap_or_else(|| root.join("target"))
         .join("cubby-guests");
 
@@ -152,15 +155,6 @@ fn main() {
         cache.display().to_string()
     ));
     std::fs::write(out_dir.join("guests.rs"), consts).expect("cannot write guests.rs");
-}
-
-/// The outer build's target folder: the ancestor of OUT_DIR that holds
-/// cargo's `CACHEDIR.TAG`.
-fn target_root(out_dir: &Path) -> Option<PathBuf> {
-    out_dir
-        .ancestors()
-        .find(|dir| dir.join("CACHEDIR.TAG").exists())
-        .map(Path::to_path_buf)
 }
 
 /// Installs the wasm32-wasip2 target with rustup if this toolchain lacks it

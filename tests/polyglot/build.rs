@@ -17,6 +17,9 @@
 // A build script reports failure by panicking with a message.
 #![allow(clippy::expect_used)]
 
+#[path = "../artifacts/target_root.rs"]
+mod target_root;
+
 use std::env;
 use std::fs;
 use std::io::Write as _;
@@ -44,6 +47,7 @@ struct Plugin {
     world: &'static str,
     /// Python: the app module; JavaScript: the source file in its folder.
     entry: &'static str,
+    /// What it is, for its constant's doc comment.
     what: &'static str,
 }
 
@@ -55,7 +59,7 @@ const PLUGINS: &[Plugin] = &[
         lang: Lang::Python,
         world: "plugin",
         entry: "app",
-        what: "the `py-notes` example plugin (Python, request/response)",
+        what: "The `py-notes` example plugin (Python, request/response)",
     },
     Plugin {
         konst: "PY_COUNTER",
@@ -64,7 +68,7 @@ const PLUGINS: &[Plugin] = &[
         lang: Lang::Python,
         world: "command",
         entry: "app",
-        what: "the `py-counter` example plugin (Python, command-style)",
+        what: "The `py-counter` example plugin (Python, command-style)",
     },
     Plugin {
         konst: "JS_NOTES",
@@ -73,7 +77,7 @@ const PLUGINS: &[Plugin] = &[
         lang: Lang::JavaScript,
         world: "plugin",
         entry: "notes.js",
-        what: "the `js-notes` example plugin (JavaScript, request/response)",
+        what: "The `js-notes` example plugin (JavaScript, request/response)",
     },
     Plugin {
         konst: "PY_HELPERS",
@@ -82,7 +86,7 @@ const PLUGINS: &[Plugin] = &[
         lang: Lang::Python,
         world: "command",
         entry: "app",
-        what: "the `py-helpers` test guest (Python, command-style: every helper of `cubby.py`)",
+        what: "The `py-helpers` test guest (Python, command-style: every helper of `cubby.py`)",
     },
     Plugin {
         konst: "JS_HELPERS",
@@ -91,7 +95,7 @@ const PLUGINS: &[Plugin] = &[
         lang: Lang::JavaScript,
         world: "command",
         entry: "helpers.js",
-        what: "the `js-helpers` test guest (JavaScript, command-style: every helper of `cubby.js`)",
+        what: "The `js-helpers` test guest (JavaScript, command-style: every helper of `cubby.js`)",
     },
 ];
 
@@ -116,7 +120,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PATH");
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    let work = target_root(&out_dir)
+    let work = target_root::target_root(&out_dir)
         .unwrap_or_else(|| root.join("target"))
         .join("cubby-polyglot");
     let ci = env::var("CI").as_deref() == Ok("true");
@@ -180,7 +184,7 @@ fn main() {
         };
         consts.push_str(&format!(
             "/// {}, built from `{}`.\npub const {}: Polyglot = Polyglot {{ name: {:?}, built: {built} }};\n",
-            capitalised(plugin.what),
+            plugin.what,
             plugin.dir,
             plugin.konst,
             plugin.name,
@@ -438,21 +442,4 @@ fn tail(output: &Output) -> String {
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-fn capitalised(s: &str) -> String {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
-
-/// The outer build's target folder: the ancestor of OUT_DIR that holds
-/// cargo's `CACHEDIR.TAG`.
-fn target_root(out_dir: &Path) -> Option<PathBuf> {
-    out_dir
-        .ancestors()
-        .find(|dir| dir.join("CACHEDIR.TAG").exists())
-        .map(Path::to_path_buf)
 }
