@@ -94,6 +94,22 @@ impl From<wit::Error> for Error {
     }
 }
 
+impl From<Error> for String {
+    /// The error's message, so that `?` passes a storage error on as the
+    /// error of a [`Plugin::handle`](crate::Plugin::handle) (or a
+    /// [`JsonPlugin::handle`](crate::JsonPlugin::handle)).
+    ///
+    /// ```no_run
+    /// fn handle(request: Vec<u8>) -> Result<Vec<u8>, String> {
+    ///     cubby_sdk::set("last-request", &request)?;
+    ///     Ok(request)
+    /// }
+    /// ```
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
 /// The result type of this crate: `Result<T, cubby_sdk::Error>`.
 ///
 /// ```no_run

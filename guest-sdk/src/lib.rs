@@ -31,12 +31,37 @@
 //!
 //! impl cubby_sdk::Plugin for Echo {
 //!     fn handle(request: Vec<u8>) -> Result<Vec<u8>, String> {
-//!         cubby_sdk::set("last-request", &request).map_err(|e| e.to_string())?;
+//!         cubby_sdk::set("last-request", &request)?;
 //!         Ok(request)
 //!     }
 //! }
 //!
 //! cubby_sdk::export!(Echo);
+//! # fn main() {}
+//! ```
+//!
+//! One whose requests and responses are JSON implements [`JsonPlugin`]
+//! instead, with its own request and response types; decoding, encoding and
+//! the error answers are done for it:
+//!
+//! ```no_run
+//! #[derive(serde::Deserialize)]
+//! struct Visit { who: String }
+//!
+//! struct Visits;
+//!
+//! impl cubby_sdk::JsonPlugin for Visits {
+//!     const NAME: &str = "visits";
+//!     const EXPECTED: &str = r#"{"who":…}"#;
+//!     type Request = Visit;
+//!     type Response = i64;
+//!
+//!     fn handle(visit: Visit) -> Result<i64, String> {
+//!         Ok(cubby_sdk::increment(format!("visits/{}", visit.who), 1)?)
+//!     }
+//! }
+//!
+//! cubby_sdk::export!(Visits);
 //! # fn main() {}
 //! ```
 //!
@@ -51,6 +76,7 @@ extern crate self as cubby_sdk;
 
 mod builders;
 mod error;
+mod json;
 mod namespace;
 mod types;
 
@@ -61,6 +87,7 @@ use serde::de::DeserializeOwned;
 
 pub use builders::{Counter, Key, Outcome, Put, Transaction};
 pub use error::{Error, Result};
+pub use json::JsonPlugin;
 pub use namespace::Namespace;
 pub use types::{Condition, Entry, KeyPage, Keys, Limits, Usage};
 

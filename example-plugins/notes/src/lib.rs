@@ -37,19 +37,20 @@ fn note_key(id: u64) -> String {
 
 struct Notes;
 
-impl cubby_sdk::Plugin for Notes {
-    fn handle(request: Vec<u8>) -> Result<Vec<u8>, String> {
-        let request: Request = serde_json::from_slice(&request).map_err(|e| {
-            format!(r#"bad request ({e}); expected {{"op":"add","text":…}}, {{"op":"list"}} or {{"op":"remove","id":…}}"#)
-        })?;
-        let response = match request {
-            Request::Add { text } => add(text),
-            Request::List => list(),
-            Request::Remove { id } => cubby_sdk::delete(note_key(id))
-                .map(|removed| serde_json::json!({ "removed": removed })),
-        }
-        .map_err(|e| format!("notes: {e}"))?;
-        serde_json::to_vec(&response).map_err(|e| format!("notes: cannot encode response: {e}"))
+impl cubby_sdk::JsonPlugin for Notes {
+    const NAME: &str = "notes";
+    const EXPECTED: &str = r#"{"op":"add","text":…}, {"op":"list"} or {"op":"remove","id":…}"#;
+    type Request = Request;
+    type Response = serde_json::Value;
+
+    fn handle(request: Request) -> Result<serde_json::Value, String> {
+        Ok(match request {
+            Request::Add { text } => add(text)?,
+            Request::List => list()?,
+            Request::Remove { id } => {
+                serde_json::json!({ "removed": cubby_sdk::delete(note_key(id))? })
+            }
+        })
     }
 }
 

@@ -56,16 +56,17 @@ struct Decision {
 
 struct RateLimiter;
 
-impl cubby_sdk::Plugin for RateLimiter {
-    fn handle(request: Vec<u8>) -> Result<Vec<u8>, String> {
-        let request: Request = serde_json::from_slice(&request).map_err(|e| {
-            format!(r#"bad request ({e}); expected {{"client":…,"limit":…,"window_secs":…}}"#)
-        })?;
+impl cubby_sdk::JsonPlugin for RateLimiter {
+    const NAME: &str = "rate-limiter";
+    const EXPECTED: &str = r#"{"client":…,"limit":…,"window_secs":…}"#;
+    type Request = Request;
+    type Response = Decision;
+
+    fn handle(request: Request) -> Result<Decision, String> {
         if request.window_secs == 0 {
             return Err("window_secs must be at least 1".into());
         }
-        let decision = decide(&request).map_err(|e| format!("rate-limiter: {e}"))?;
-        serde_json::to_vec(&decision).map_err(|e| e.to_string())
+        Ok(decide(&request)?)
     }
 }
 

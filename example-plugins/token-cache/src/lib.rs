@@ -47,23 +47,22 @@ fn logins() -> Namespace {
 
 struct TokenCache;
 
-impl cubby_sdk::Plugin for TokenCache {
-    fn handle(request: Vec<u8>) -> Result<Vec<u8>, String> {
-        let request: Request = serde_json::from_slice(&request).map_err(|e| {
-            format!(r#"bad request ({e}); expected {{"op":"token","service":…}}, {{"op":"logout","service":…}} or {{"op":"status"}}"#)
-        })?;
-        let response = match request {
+impl cubby_sdk::JsonPlugin for TokenCache {
+    const NAME: &str = "token-cache";
+    const EXPECTED: &str =
+        r#"{"op":"token","service":…}, {"op":"logout","service":…} or {"op":"status"}"#;
+    type Request = Request;
+    type Response = Value;
+
+    fn handle(request: Request) -> Result<Value, String> {
+        Ok(match request {
             Request::Token { service, idle_secs } => {
                 let idle = Duration::from_secs(idle_secs.unwrap_or(DEFAULT_IDLE_SECS).max(1));
-                token(&service, idle)
+                token(&service, idle)?
             }
-            Request::Logout { service } => tokens()
-                .delete(&service)
-                .map(|removed| json!({ "removed": removed })),
-            Request::Status => status(),
-        }
-        .map_err(|e| format!("token-cache: {e}"))?;
-        serde_json::to_vec(&response).map_err(|e| e.to_string())
+            Request::Logout { service } => json!({ "removed": tokens().delete(&service)? }),
+            Request::Status => status()?,
+        })
     }
 }
 
