@@ -26,8 +26,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use alternatives::{MutexMap, RawRedb, Sqlite, WasmtimeKeyvalue};
+use cubby_host::options::Durability;
 use cubby_host::testing::Place;
-use cubby_host::{Durability, Plugin, Runtime, Storage, StorageOptions, Workspace};
+use cubby_host::{Plugin, Runtime, Storage, StorageOptions, Workspace};
 use report::{Bound, Report};
 
 /// How much work each measurement does.

@@ -28,6 +28,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
     imports: { default: async | trappable },
     exports: { default: async },
+    additional_derives: [PartialEq, Eq],
     trappable_error_type: {
         "cubby:storage/storage.error" => crate::StorageError,
     },
@@ -39,6 +40,7 @@ pub mod sync {
         path: "../wit",
         world: "plugin",
         imports: { default: trappable },
+        additional_derives: [PartialEq, Eq],
         trappable_error_type: {
             "cubby:storage/storage.error" => crate::StorageError,
         },

@@ -1,20 +1,26 @@
-//! The per-store storage context, and adding Cubby's imports to a linker.
+//! The per-store storage context: the workspace a store is bound to, and
+//! the `wasi:keyvalue` state the store holds (which buckets it may open,
+//! its open buckets and compare-and-swap handles).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::component::{HasData, ResourceTable};
 
 use crate::engine::{StorageError, Workspace};
-use crate::{bindings, keyvalue};
+
+/// Most `wasi:keyvalue` buckets and compare-and-swap handles one store may
+/// hold open.
+pub(crate) const MAX_OPEN_HANDLES: usize = 1024;
 
 /// The storage state of one store: the [`Workspace`] the host bound it to,
 /// which `wasi:keyvalue` buckets it may open, and the buckets and
 /// compare-and-swap handles it has open. The host creates one for every
 /// store; a plugin cannot change it.
 ///
-/// Keep it in your store's data and give [`add_to_linker`] (or
-/// [`add_to_linker_async`]) a function that finds it there.
+/// Keep it in your store's data and give [`add_to_linker`](crate::add_to_linker)
+/// (or [`add_to_linker_async`](crate::add_to_linker_async)) a function that
+/// finds it there.
 ///
 /// ```
 /// use cubby_host::{Storage, StorageCtx, StorageOptions};
@@ -29,9 +35,11 @@ use crate::{bindings, keyvalue};
 #[derive(Debug)]
 pub struct StorageCtx {
     workspace: Workspace,
+    /// The buckets `wasi:keyvalue` guests may open; `None`: every one.
     pub(crate) buckets: Option<Arc<BTreeSet<String>>>,
     /// The `wasi:keyvalue` buckets and compare-and-swap handles this store
-    /// has open, at most [`keyvalue::MAX_OPEN_HANDLES`].
+    /// has open, at most [`MAX_OPEN_HANDLES`] (the table reuses freed
+    /// slots, so its capacity bounds the live ones).
     pub(crate) table: ResourceTable,
 }
 
@@ -39,10 +47,12 @@ impl StorageCtx {
     /// A context bound to `workspace`, whose `wasi:keyvalue` guests may open
     /// any bucket (any namespace of the workspace).
     pub fn new(workspace: Workspace) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_OPEN_HANDLES);
         Self {
             workspace,
             buckets: None,
-            table: keyvalue::handle_table(),
+            table,
         }
     }
 
@@ -101,42 +111,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
         Ok(result) => result,
         // The task panicked or its runtime is shutting down: the host's
         // failure, which the plugin sees as an internal error.
-        Err(e) => Err(StorageError::Backend(Arc::new(e))),
+        Err(e) => Err(StorageError::internal(&format!(
+            "a storage call did not finish on the blocking pool: {e}"
+        ))),
     }
 }
 
-/// Adds Cubby's imports to a linker used with wasmtime's sync API
-/// (`instantiate`, `call`): `cubby:storage/storage@0.2.0` and the standard
-/// `wasi:keyvalue` interfaces (`store`, `atomics`, `batch`) of versions
-/// `0.2.0-draft` and `0.2.0-draft2`, all over the same workspace. `get`
-/// finds the [`StorageCtx`] in the store's data. A component may import any
-/// mix of them; what it does not import is not instantiated.
-///
-/// The imports block while they read or commit (with PostgreSQL, while they
-/// wait for the server): call plugins from a thread that may block, as
-/// [`Runtime`](crate::Runtime) does, not from an async task. For async
-/// embeddings see [`add_to_linker_async`].
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut StorageCtx,
-) -> wasmtime::Result<()> {
-    bindings::sync::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
-    keyvalue::add_to_linker(linker, get)
-}
-
-/// Adds the same imports as [`add_to_linker`] to a linker used with
-/// wasmtime's async API (`instantiate_async`, `call_async`, and the `async`
-/// bindings in [`bindings`]); `get` finds the [`StorageCtx`] in the store's
-/// data. Each storage call runs on tokio's blocking pool, so it never blocks
-/// the executor's threads. Must be used inside a tokio runtime.
-pub fn add_to_linker_async<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut StorageCtx,
-) -> wasmtime::Result<()> {
-    bindings::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
-    keyvalue::add_to_linker_async(linker, get)
-}
-
+/// The [`HasData`] of the generated `add_to_linker` functions: the imports
+/// see the store's [`StorageCtx`].
 pub(crate) struct HasStorage;
 
 impl HasData for HasStorage {

@@ -10,11 +10,11 @@
 //! block, as [`Runtime`](crate::Runtime) does); the async flavour runs each
 //! call on tokio's blocking pool.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::context::StorageCtx;
 use crate::engine::{Action, Condition, Namespace, Op, Outcome, StorageError, Workspace};
+use crate::guest_error::{GuestError, expires_in_ms, small};
 
 /// Runs `f` on namespace `ns` of `ws` (`""` is the default space).
 fn in_ns<T>(
@@ -35,75 +35,12 @@ fn ttl(ms: Option<u64>) -> Option<Duration> {
     ms.map(Duration::from_millis)
 }
 
-/// A count the WIT carries as `u32`, saturated.
-fn small(n: impl TryInto<u32>) -> u32 {
-    n.try_into().unwrap_or(u32::MAX)
-}
-
 /// Runs one engine call of the sync flavour, on this thread.
 fn run_now<T>(
     ws: &Workspace,
     f: impl FnOnce(&Workspace) -> Result<T, StorageError>,
 ) -> Result<T, StorageError> {
     f(ws)
-}
-
-/// A host-side failure that cannot happen; reported, not panicked on.
-fn host_bug(what: &str) -> StorageError {
-    StorageError::Backend(Arc::new(std::io::Error::other(what.to_owned())))
-}
-
-/// Logs a host-side failure in full and returns the short message a plugin
-/// gets for it (through `cubby:storage` and `wasi:keyvalue` alike): the
-/// plugin cannot act on the cause, and it may name things of the host's.
-pub(crate) fn host_failure(e: &StorageError) -> &'static str {
-    match e {
-        StorageError::Corrupt(_) => {
-            tracing::error!(error = %e, "a stored entry is corrupt");
-            "stored entry is corrupt"
-        }
-        _ => {
-            tracing::error!(error = ?e, "storage call failed on the host");
-            "storage is unavailable"
-        }
-    }
-}
-
-/// The one mapping from engine errors to the WIT error: exhaustive, so a new
-/// engine error cannot reach plugins unmapped. Host-side failures are logged
-/// in full and reach the plugin as a short `internal` message.
-macro_rules! wit_error {
-    ($wit:path, $e:expr) => {{
-        use $wit as wit;
-        match $e {
-            StorageError::InvalidKey(why) => wit::Error::InvalidKey(why),
-            StorageError::InvalidNamespace(why) => wit::Error::InvalidNamespace(why),
-            StorageError::ValueTooLarge { limit, .. } => {
-                wit::Error::ValueTooLarge(u64::try_from(limit).unwrap_or(u64::MAX))
-            }
-            StorageError::QuotaExceeded(why) => wit::Error::QuotaExceeded(why),
-            StorageError::InvalidCursor => wit::Error::InvalidCursor,
-            StorageError::NotACounter => wit::Error::NotACounter,
-            StorageError::Overflow => wit::Error::Overflow,
-            StorageError::TooManyOperations { limit, .. } => wit::Error::TooManyOperations(limit),
-            StorageError::Conflict { index, current } => wit::Error::Conflict(wit::Conflict {
-                index: small(index),
-                current: current.map(|e| wit::Entry {
-                    value: e.value,
-                    version: e.version,
-                    expires_in_ms: e
-                        .expires_in
-                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                }),
-            }),
-            StorageError::InvalidArgument(why) => wit::Error::InvalidArgument(why),
-            e @ (StorageError::Corrupt(_)
-            | StorageError::InvalidWorkspace { .. }
-            | StorageError::Backend(_)
-            | StorageError::Unavailable(_)
-            | StorageError::Closed) => wit::Error::Internal(host_failure(&e).into()),
-        }
-    }};
 }
 
 /// Implements a flavour's `Host` trait. `$wit` is its interface module;
@@ -122,11 +59,9 @@ macro_rules! storage_host {
 
             fn to_entry(e: crate::engine::Entry) -> wit::Entry {
                 wit::Entry {
+                    expires_in_ms: expires_in_ms(&e),
                     value: e.value,
                     version: e.version,
-                    expires_in_ms: e
-                        .expires_in
-                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 }
             }
 
@@ -161,7 +96,9 @@ macro_rules! storage_host {
                     Outcome::Incremented(n) => wit::Outcome::Incremented(n),
                     // The WIT's operations never expire or renew.
                     Outcome::ExpiryChanged(_) | Outcome::Renewed(_) => {
-                        return Err(host_bug("a transaction answered with an expiry outcome"));
+                        return Err(StorageError::internal(
+                            "a transaction answered with an expiry outcome",
+                        ));
                     }
                 })
             }
@@ -300,11 +237,11 @@ macro_rules! storage_host {
                     // The quota may be stored in the database; if it cannot
                     // be read, the plugin is told the default (writes are
                     // still checked against the stored one).
-                    let quota = self.workspace().quota().unwrap_or_else(|e| {
+                    let limits = self.workspace().storage().limits().clone();
+                    let quota = call!(self, |ws: &Workspace| ws.quota()).unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "could not read the workspace's quota");
-                        self.workspace().storage().limits().default_quota()
+                        limits.default_quota()
                     });
-                    let limits = self.workspace().storage().limits();
                     Ok(wit::WorkspaceLimits {
                         max_keys: quota.max_keys,
                         max_bytes: quota.max_bytes,
@@ -315,8 +252,28 @@ macro_rules! storage_host {
                     })
                 }
 
+                // The WIT's spelling of `GuestError`, the one mapping.
                 fn convert_error(&mut self, e: StorageError) -> wasmtime::Result<wit::Error> {
-                    Ok(wit_error!(wit, e))
+                    Ok(match GuestError::from(e) {
+                        GuestError::InvalidKey(why) => wit::Error::InvalidKey(why),
+                        GuestError::InvalidNamespace(why) => wit::Error::InvalidNamespace(why),
+                        GuestError::ValueTooLarge(limit) => wit::Error::ValueTooLarge(limit),
+                        GuestError::QuotaExceeded(why) => wit::Error::QuotaExceeded(why),
+                        GuestError::InvalidCursor => wit::Error::InvalidCursor,
+                        GuestError::NotACounter => wit::Error::NotACounter,
+                        GuestError::Overflow => wit::Error::Overflow,
+                        GuestError::TooManyOperations(limit) => {
+                            wit::Error::TooManyOperations(limit)
+                        }
+                        GuestError::Conflict { index, current } => {
+                            wit::Error::Conflict(wit::Conflict {
+                                index,
+                                current: current.map(to_entry),
+                            })
+                        }
+                        GuestError::InvalidArgument(why) => wit::Error::InvalidArgument(why),
+                        GuestError::Internal(why) => wit::Error::Internal(why),
+                    })
                 }
             }
         };

@@ -127,40 +127,50 @@
 pub mod bindings;
 mod context;
 mod engine;
+mod guest_error;
 mod host;
 mod keyvalue;
+mod linker;
 mod runtime;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 
-pub use context::{StorageCtx, add_to_linker, add_to_linker_async};
+pub use context::StorageCtx;
 pub use engine::{
-    Action, BoxError, Cleared, Clock, CommitStats, Condition, Durability, Entry, ExportOptions,
-    ExportSummary, ImportMode, ImportSummary, KeyPage, Keys, Limits, MAX_NAMESPACE_BYTES,
-    ManualClock, Namespace, Op, OpenError, Outcome, PostgresOptions, Progress, Quota, Storage,
-    StorageError, StorageOptions, SystemClock, TransferError, Usage, Workspace, WriteOptions,
+    BoxError, ErrorKind, Namespace, OpenError, Storage, StorageError, StorageOptions, Workspace,
 };
-pub use runtime::{
-    CallError, LoadError, Output, Plugin, RunOutput, Runtime, RuntimeBuilder, RuntimeError,
-};
+pub use linker::{add_to_linker, add_to_linker_async};
+pub use runtime::{CallError, LoadError, Plugin, RunOutput, Runtime, RuntimeBuilder, RuntimeError};
+
+/// What storage operations take and return: entries, pages of keys,
+/// conditions and write options, the operations of a transaction and their
+/// outcomes, usage.
+pub mod ops {
+    pub use crate::engine::{
+        Action, Cleared, CommitStats, Condition, Entry, KeyPage, Keys, MAX_NAMESPACE_BYTES, Op,
+        Outcome, Usage, WriteOptions,
+    };
+}
+
+/// How storage and plugins are configured: the limits and quotas every
+/// workspace gets, durability, the PostgreSQL connection, the clock expiry
+/// is measured by, where plugins' output goes. [`StorageOptions`] gathers
+/// the storage's; [`RuntimeBuilder`] the runtime's.
+pub mod options {
+    pub use crate::engine::{
+        Clock, Durability, Limits, ManualClock, PostgresOptions, Quota, QuotaSource, SystemClock,
+    };
+    pub use crate::runtime::Output;
+}
+
+/// Moving a workspace in and out: [`Workspace::export`] and
+/// [`Workspace::import`], their options, summaries and errors.
+pub mod transfer {
+    pub use crate::engine::{
+        ExportOptions, ExportSummary, ImportMode, ImportSummary, Progress, TransferError,
+    };
+}
 
 #[cfg(test)]
-mod tests {
-    /// The crate's first example is the README's "Embedding the host".
-    #[test]
-    fn the_crate_docs_first_example_is_the_readmes() {
-        let docs: String = include_str!("lib.rs")
-            .lines()
-            .filter_map(|l| l.strip_prefix("//!"))
-            .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
-            .collect();
-        let start = docs.find("```\n").map(|i| i + 4).unwrap_or(0);
-        let example = &docs[start..start + docs[start..].find("```").unwrap_or(0)];
-        assert!(example.contains("Runtime::builder()"), "{example}");
-        assert!(
-            include_str!("../../README.md").contains(example),
-            "the README's embedding example differs from the crate docs'"
-        );
-    }
-}
+mod tests;

@@ -1,7 +1,7 @@
 //! Test support for Cubby's own test suites (cargo feature `testing`); not
 //! part of the public API.
 //!
-//! One conformance suite runs against every backend: [`conformance!`]
+//! One conformance suite runs against every backend: [`conformance_tests!`](crate::conformance_tests)
 //! turns each test body into a `redb` and a `postgres` test that get a
 //! [`Place`] to open storage at. The PostgreSQL server is named by
 //! [`POSTGRES_URL_VAR`]; each place gets a schema of its own on it, dropped
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{Storage, StorageOptions};
 
-pub use crate::engine::Audit;
+pub use crate::engine::{Audit, backend_calls_on_this_thread};
 
 /// The environment variable naming the PostgreSQL server the tests use,
 /// e.g. `postgres://cubby@127.0.0.1:55432/postgres` (`.ci/postgres start`
@@ -105,6 +105,13 @@ impl Place {
     fn redb_path(&self) -> PathBuf {
         self.dir.path().join("cubby.redb")
     }
+}
+
+/// Every key a listing iterator yields, in order (e.g. `all_keys(ws.keys(None))`).
+#[track_caller]
+pub fn all_keys(keys: crate::ops::Keys<'_>) -> Vec<String> {
+    keys.collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("listing keys: {e:?}"))
 }
 
 /// What the backend stores for workspace `ws`, next to a recount of it.

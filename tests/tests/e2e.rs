@@ -11,16 +11,12 @@ mod common;
 
 use common::{call as probe, load, runtime_builder};
 use cubby_artifacts as guests;
-use cubby_host::testing::Place;
-use cubby_host::{CallError, LoadError, Storage, StorageOptions, Workspace};
+use cubby_host::testing::{Place, all_keys};
+use cubby_host::{CallError, LoadError, Storage, StorageOptions};
 use serde_json::{Value, json};
 
 fn memory_storage() -> Storage {
     Storage::in_memory(StorageOptions::default()).unwrap()
-}
-
-fn all_keys(ws: &Workspace) -> Vec<String> {
-    ws.keys(None).collect::<Result<_, _>>().unwrap()
 }
 
 async fn counter_persists_across_a_restart_of_the_host(place: &Place) {
@@ -43,7 +39,7 @@ async fn counter_persists_across_a_restart_of_the_host(place: &Place) {
     assert_eq!(run(&storage, "a").await, "3\n");
     let a = storage.workspace("a").unwrap();
     assert_eq!(a.get("counter").unwrap().unwrap(), b"3");
-    assert_eq!(all_keys(&a), vec!["counter".to_string()]);
+    assert_eq!(all_keys(a.keys(None)), vec!["counter".to_string()]);
 }
 
 async fn the_same_plugin_in_two_workspaces_sees_only_its_own_data(place: &Place) {
@@ -91,7 +87,7 @@ async fn the_same_plugin_in_two_workspaces_sees_only_its_own_data(place: &Place)
 
     // What the database holds, read without the plugin.
     assert_eq!(
-        all_keys(&a),
+        all_keys(a.keys(None)),
         ["config/lang", "config/theme", "only-in-a", "shared"]
     );
     assert_eq!(b.get("config/theme").unwrap().unwrap(), b"B:config/theme");
@@ -149,10 +145,10 @@ async fn hostile_keys_neither_reach_nor_alias_another_workspace(place: &Place) {
 
     let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     expected.sort();
-    assert_eq!(all_keys(&a), expected);
-    assert_eq!(all_keys(&b), ["victim"]);
+    assert_eq!(all_keys(a.keys(None)), expected);
+    assert_eq!(all_keys(b.keys(None)), ["victim"]);
     assert_eq!(b.get("victim").unwrap().unwrap(), b"b's secret");
-    assert!(all_keys(&a_dot).is_empty());
+    assert!(all_keys(a_dot.keys(None)).is_empty());
 
     // Invalid keys are typed errors and write nothing.
     let too_long = "k".repeat(storage.limits().max_key_bytes + 1);
@@ -160,7 +156,7 @@ async fn hostile_keys_neither_reach_nor_alias_another_workspace(place: &Place) {
         let r = probe(&probe_plugin, &a, json!({"op":"set","key":key,"value":"x"})).await;
         assert_eq!(r["err"], "invalid-key", "{key:?}: {r}");
     }
-    assert_eq!(all_keys(&a).len(), keys.len());
+    assert_eq!(all_keys(a.keys(None)).len(), keys.len());
     let r = probe(
         &probe_plugin,
         &a,
@@ -430,7 +426,7 @@ async fn bad_components_are_clear_errors() {
     let notes = runtime.load_file(guests::NOTES).await.unwrap();
     let err = notes.run(&ws, &[]).await.unwrap_err();
     assert!(matches!(err, CallError::NotACommand { .. }), "{err}");
-    assert!(all_keys(&ws).is_empty());
+    assert!(all_keys(ws.keys(None)).is_empty());
 }
 
 async fn notes_are_added_listed_and_removed_as_json(place: &Place) {
@@ -493,7 +489,7 @@ async fn concurrent_calls_across_workspaces_stay_apart(place: &Place) {
     }
     for w in 0..4 {
         let ws = storage.workspace(&format!("ws-{w}")).unwrap();
-        let notes: Vec<String> = all_keys(&ws)
+        let notes: Vec<String> = all_keys(ws.keys(None))
             .into_iter()
             .filter(|k| k.starts_with("note/"))
             .collect();

@@ -7,7 +7,8 @@
 
 use cubby_artifacts as guests;
 use cubby_host::bindings;
-use cubby_host::testing::Place;
+use cubby_host::options::Quota;
+use cubby_host::testing::{Place, backend_calls_on_this_thread};
 use cubby_host::{Runtime, RuntimeError, Storage, StorageCtx, StorageOptions};
 use serde_json::{Value, json};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -139,6 +140,31 @@ async fn the_async_parts_run_a_plugin_in_an_async_store(place: &Place) {
     assert_eq!(a.get("visits/ada").unwrap().unwrap(), b"8");
 }
 
+/// Runs the `kv-draft2` guest with `args` in an async store bound to
+/// workspace `a`; returns its stdout.
+async fn run_kv_draft2(
+    engine: &Engine,
+    pre: &CommandPre<App>,
+    storage: &Storage,
+    args: &[&str],
+) -> String {
+    let stdout = MemoryOutputPipe::new(1 << 16);
+    let mut app = App::new(storage, "a", 0);
+    app.wasi = WasiCtx::builder()
+        .args(&[&["kv-draft2"], args].concat())
+        .stdout(stdout.clone())
+        .build();
+    let mut store = Store::new(engine, app);
+    let command = pre.instantiate_async(&mut store).await.unwrap();
+    command
+        .wasi_cli_run()
+        .call_run(&mut store)
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8(stdout.contents().to_vec()).unwrap()
+}
+
 /// `add_to_linker_async` links `wasi:keyvalue` too: a standard guest runs
 /// in async stores, its compare-and-swaps racing on one key.
 async fn the_async_parts_run_a_standard_keyvalue_guest(place: &Place) {
@@ -151,23 +177,7 @@ async fn the_async_parts_run_a_standard_keyvalue_guest(place: &Place) {
     let pre = CommandPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
     let run = |args: &'static [&'static str]| {
         let (engine, pre, storage) = (engine.clone(), pre.clone(), storage.clone());
-        async move {
-            let stdout = MemoryOutputPipe::new(1 << 16);
-            let mut app = App::new(&storage, "a", 0);
-            app.wasi = WasiCtx::builder()
-                .args(&[&["kv-draft2"], args].concat())
-                .stdout(stdout.clone())
-                .build();
-            let mut store = Store::new(&engine, app);
-            let command = pre.instantiate_async(&mut store).await.unwrap();
-            command
-                .wasi_cli_run()
-                .call_run(&mut store)
-                .await
-                .unwrap()
-                .unwrap();
-            String::from_utf8(stdout.contents().to_vec()).unwrap()
-        }
+        async move { run_kv_draft2(&engine, &pre, &storage, args).await }
     };
     let runs: Vec<_> = (0..6)
         .map(|_| tokio::spawn(run(&["cas-incr", "b", "n", "10"])))
@@ -178,6 +188,74 @@ async fn the_async_parts_run_a_standard_keyvalue_guest(place: &Place) {
     assert_eq!(run(&["get", "b", "n"]).await, "60\n");
     let a = storage.workspace("a").unwrap();
     assert_eq!(a.namespace("b").unwrap().get("n").unwrap().unwrap(), b"60");
+}
+
+/// Under the async flavour, no import reaches the database on the
+/// executor's thread (it would stall every task on it for a round trip to
+/// PostgreSQL): a current-thread runtime, whose one thread is the test's,
+/// runs the probe guest through the kinds of import (reads, writes,
+/// listings, usage, the limits with a stored quota) and a standard
+/// `wasi:keyvalue` guest, and the engine counts no backend call on this
+/// thread while they run.
+fn async_imports_never_reach_the_database_on_the_executors_thread(place: &Place) {
+    let storage = place.open(StorageOptions::default());
+    let quota = Quota {
+        max_keys: 77,
+        max_bytes: 7_777,
+    };
+    storage.store_quota("a", Some(quota)).unwrap();
+    let engine = Engine::default();
+    let mut linker = Linker::<App>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    cubby_host::add_to_linker_async(&mut linker, |app: &mut App| &mut app.storage).unwrap();
+    let probe = Component::from_file(&engine, guests::PROBE).unwrap();
+    let probe = bindings::PluginPre::new(linker.instantiate_pre(&probe).unwrap()).unwrap();
+    let kv = Component::from_file(&engine, guests::KV_DRAFT2).unwrap();
+    let kv = CommandPre::new(linker.instantiate_pre(&kv).unwrap()).unwrap();
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = backend_calls_on_this_thread();
+    let answers = executor.block_on(async {
+        let mut answers = Vec::new();
+        for request in [
+            json!({"op":"limits"}),
+            json!({"op":"set","key":"k","value":"v"}),
+            json!({"op":"get","key":"k"}),
+            json!({"op":"incr","key":"n","delta":2}),
+            json!({"op":"tx","ops":[{"key":"t","action":"set","value":"1"}]}),
+            json!({"op":"keys"}),
+            json!({"op":"usage"}),
+        ] {
+            let mut store = Store::new(&engine, App::new(&storage, "a", 0));
+            let instance = probe.instantiate_async(&mut store).await.unwrap();
+            let reply = instance
+                .cubby_storage_handler()
+                .call_handle(&mut store, request.to_string().as_bytes())
+                .await
+                .unwrap()
+                .unwrap();
+            answers.push(json(reply));
+        }
+        run_kv_draft2(&engine, &kv, &storage, &["set", "b", "x", "y"]).await;
+        answers
+    });
+    assert_eq!(
+        backend_calls_on_this_thread(),
+        before,
+        "an import reached the database on the executor's thread"
+    );
+    // The calls did reach the database, elsewhere.
+    assert_eq!(
+        answers[0],
+        json!({"ok":{"max_keys":77,"max_bytes":7777,"max_batch":1000}})
+    );
+    assert_eq!(answers[2], json!({"ok":"v"}));
+    assert_eq!(answers[3], json!({"ok":2}));
+    let a = storage.workspace("a").unwrap();
+    assert_eq!(a.namespace("b").unwrap().get("x").unwrap().unwrap(), b"y");
+    assert_eq!(a.get("t").unwrap().unwrap(), b"1");
 }
 
 #[tokio::test]
@@ -205,6 +283,7 @@ async fn a_runtime_can_run_on_the_embedders_engine() {
 
 cubby_host::conformance_tests!(
     a_plugin_runs_through_an_embedders_linker_with_a_host_function_of_its_own,
+    async_imports_never_reach_the_database_on_the_executors_thread,
     async the_async_parts_run_a_plugin_in_an_async_store,
     async the_async_parts_run_a_standard_keyvalue_guest,
 );

@@ -13,29 +13,16 @@ use std::time::Duration;
 
 mod common;
 
-use common::runtime_builder;
+use common::{load, load_with, runtime_builder};
 use cubby_artifacts as guests;
+use cubby_host::options::{ManualClock, Quota};
 use cubby_host::testing::{Place, assert_usage_is_exact};
-use cubby_host::{
-    LoadError, ManualClock, Plugin, Quota, Runtime, Storage, StorageOptions, Workspace,
-};
+use cubby_host::{LoadError, Plugin, Storage, StorageOptions, Workspace};
 
 /// The two standard guests, and the name each passes as `argv[0]`.
-const DRAFT: (&str, &str) = (guests::KV_DRAFT, "kv-draft");
-const DRAFT2: (&str, &str) = (guests::KV_DRAFT2, "kv-draft2");
-
-async fn load_with(runtime: &Runtime, guest: (&str, &str)) -> (Plugin, &'static str) {
-    let name = if guest.1 == DRAFT.1 {
-        DRAFT.1
-    } else {
-        DRAFT2.1
-    };
-    (runtime.load_file(guest.0).await.unwrap(), name)
-}
-
-async fn load(guest: (&str, &str)) -> (Plugin, &'static str) {
-    load_with(&runtime_builder().build().unwrap(), guest).await
-}
+type Guest = (&'static str, &'static str);
+const DRAFT: Guest = (guests::KV_DRAFT, "kv-draft");
+const DRAFT2: Guest = (guests::KV_DRAFT2, "kv-draft2");
 
 /// Runs one command; its stdout (trimmed), or `err …` for an error.
 async fn run(guest: &(Plugin, &str), ws: &Workspace, args: &[&str]) -> String {
@@ -78,7 +65,7 @@ fn keys_of(ws: &Workspace, ns: &str) -> Vec<String> {
 async fn store_atomics_and_batch_work_on_a_fresh_workspace(place: &Place) {
     let storage = place.open(StorageOptions::default());
     for guest in [DRAFT, DRAFT2] {
-        let g = load(guest).await;
+        let g = (load(guest.0).await, guest.1);
         let ws = storage.workspace(&format!("fresh-{}", g.1)).unwrap();
         assert_eq!(run(&g, &ws, &["get", "b", "k"]).await, "none");
         assert_eq!(run(&g, &ws, &["exists", "b", "k"]).await, "false");
@@ -113,7 +100,10 @@ async fn store_atomics_and_batch_work_on_a_fresh_workspace(place: &Place) {
 async fn data_is_shared_with_cubby_storage_both_ways(place: &Place) {
     let storage = place.open(StorageOptions::default());
     let ws = storage.workspace("a").unwrap();
-    let (d1, d2) = (load(DRAFT).await, load(DRAFT2).await);
+    let (d1, d2) = (
+        (load(DRAFT.0).await, DRAFT.1),
+        (load(DRAFT2.0).await, DRAFT2.1),
+    );
     // The bucket "" is the default space.
     assert_eq!(run(&d2, &ws, &["set", "", "hello", "from kv"]).await, "ok");
     assert_eq!(ws.get("hello").unwrap().unwrap(), b"from kv");
@@ -130,7 +120,7 @@ async fn data_is_shared_with_cubby_storage_both_ways(place: &Place) {
     assert_eq!(run(&d2, &ws, &["incr", "config", "hits", "-2"]).await, "39");
     assert_eq!(cfg.increment("hits", 1, None).unwrap(), 40);
     // And what a guest wrote through cubby:storage (the SDK) is there too.
-    let probe = common::load(guests::PROBE).await;
+    let probe = load(guests::PROBE).await;
     let r = common::call(
         &probe,
         &ws,
@@ -152,7 +142,7 @@ async fn workspaces_stay_apart_through_wasi_keyvalue(place: &Place) {
         storage.workspace("b").unwrap(),
     );
     for guest in [DRAFT, DRAFT2] {
-        let g = load(guest).await;
+        let g = (load(guest.0).await, guest.1);
         assert_eq!(run(&g, &a, &["set", "shared", "secret", "a's"]).await, "ok");
         assert_eq!(run(&g, &b, &["get", "shared", "secret"]).await, "none");
         assert_eq!(run(&g, &b, &["exists", "shared", "secret"]).await, "false");
@@ -167,7 +157,7 @@ async fn workspaces_stay_apart_through_wasi_keyvalue(place: &Place) {
     assert!(keys_of(&b, "shared").is_empty());
     // A draft2 cursor names a key, but only ever within the caller's own
     // workspace: a's cursor used in b pages b's keys.
-    let d2 = load(DRAFT2).await;
+    let d2 = (load(DRAFT2.0).await, DRAFT2.1);
     for i in 0..150 {
         a.namespace("p")
             .unwrap()
@@ -193,7 +183,7 @@ async fn paging_ten_thousand_keys_returns_each_once_in_order(place: &Place) {
     }
     let page_size = storage.limits().default_page_size as usize;
     for guest in [DRAFT, DRAFT2] {
-        let g = load(guest).await;
+        let g = (load(guest.0).await, guest.1);
         let out = run(&g, &ws, &["list", "many"]).await;
         let mut lines: Vec<&str> = out.lines().collect();
         let pages = lines.pop().unwrap();
@@ -208,8 +198,8 @@ async fn thirty_two_instances_increment_one_counter_exactly(place: &Place) {
     let ws = storage.workspace("count").unwrap();
     let runtime = runtime_builder().build().unwrap();
     let guests = [
-        load_with(&runtime, DRAFT).await,
-        load_with(&runtime, DRAFT2).await,
+        (load_with(&runtime, DRAFT.0).await, DRAFT.1),
+        (load_with(&runtime, DRAFT2.0).await, DRAFT2.1),
     ];
     let runs: Vec<_> = (0..32)
         .map(|i| {
@@ -233,7 +223,7 @@ async fn thirty_two_instances_increment_one_counter_exactly(place: &Place) {
 async fn racing_compare_and_swaps_have_one_winner(place: &Place) {
     let storage = place.open(StorageOptions::default());
     let ws = storage.workspace("cas").unwrap();
-    let d2 = load(DRAFT2).await;
+    let d2 = (load(DRAFT2.0).await, DRAFT2.1);
     // Two handles read the same (absent) entry: one swap wins, the other
     // fails with a fresh handle that holds the winner's value.
     assert_eq!(
@@ -264,7 +254,7 @@ async fn racing_compare_and_swaps_have_one_winner(place: &Place) {
 
 async fn limits_quotas_and_counters_are_typed_errors_that_change_nothing(place: &Place) {
     let mut options = StorageOptions::default();
-    options.quotas.insert(
+    options.quota_overrides.insert(
         "small".into(),
         Quota {
             max_keys: 3,
@@ -275,7 +265,7 @@ async fn limits_quotas_and_counters_are_typed_errors_that_change_nothing(place: 
     let ws = storage.workspace("small").unwrap();
     let max_value = storage.limits().max_value_bytes;
     for guest in [DRAFT, DRAFT2] {
-        let g = load(guest).await;
+        let g = (load(guest.0).await, guest.1);
         let too_big = (max_value + 1).to_string();
         let out = run(&g, &ws, &["set-size", "b", "big", &too_big]).await;
         assert!(out.starts_with("err other: value-too-large: "), "{out}");
@@ -301,7 +291,10 @@ async fn limits_quotas_and_counters_are_typed_errors_that_change_nothing(place: 
     // Counters: overflow changes nothing, in either width.
     let ws = storage.workspace("counters").unwrap();
     let c = ws.namespace("c").unwrap();
-    let (d1, d2) = (load(DRAFT).await, load(DRAFT2).await);
+    let (d1, d2) = (
+        (load(DRAFT.0).await, DRAFT.1),
+        (load(DRAFT2.0).await, DRAFT2.1),
+    );
     c.set("n", i64::MAX.to_string()).unwrap();
     let out = run(&d2, &ws, &["incr", "c", "n", "1"]).await;
     assert_eq!(out, "err other: overflow: the counter would overflow");
@@ -339,17 +332,17 @@ async fn expired_entries_are_absent_through_wasi_keyvalue(place: &Place) {
     let storage = place.open(options);
     let ws = storage.workspace("ttl").unwrap();
     let ns = ws.namespace("b").unwrap();
-    let mut write = cubby_host::WriteOptions::default();
+    let mut write = cubby_host::ops::WriteOptions::default();
     write.ttl = Some(Duration::from_secs(60));
     ns.set_with("session", b"s".to_vec(), write).unwrap();
     ns.set("keep", "k").unwrap();
     for guest in [DRAFT, DRAFT2] {
-        let g = load(guest).await;
+        let g = (load(guest.0).await, guest.1);
         assert_eq!(run(&g, &ws, &["get", "b", "session"]).await, "s");
     }
     clock.advance(Duration::from_secs(61));
     for guest in [DRAFT, DRAFT2] {
-        let g = load(guest).await;
+        let g = (load(guest.0).await, guest.1);
         assert_eq!(run(&g, &ws, &["get", "b", "session"]).await, "none");
         assert_eq!(run(&g, &ws, &["exists", "b", "session"]).await, "false");
         assert_eq!(run(&g, &ws, &["list", "b"]).await, "keep\npages 1");
@@ -359,26 +352,36 @@ async fn expired_entries_are_absent_through_wasi_keyvalue(place: &Place) {
         );
     }
     // A set through wasi:keyvalue replaces the entry and its expiry.
-    let mut write = cubby_host::WriteOptions::default();
+    let mut write = cubby_host::ops::WriteOptions::default();
     write.ttl = Some(Duration::from_secs(1));
     ns.set_with("token", b"old".to_vec(), write).unwrap();
     assert_eq!(
-        run(&load(DRAFT2).await, &ws, &["set", "b", "token", "new"]).await,
+        run(
+            &(load(DRAFT2.0).await, DRAFT2.1),
+            &ws,
+            &["set", "b", "token", "new"]
+        )
+        .await,
         "ok"
     );
     clock.advance(Duration::from_secs(2));
     assert_eq!(ns.entry("token").unwrap().unwrap().expires_in, None);
     assert_eq!(
-        run(&load(DRAFT).await, &ws, &["get", "b", "token"]).await,
+        run(&(load(DRAFT.0).await, DRAFT.1), &ws, &["get", "b", "token"]).await,
         "new"
     );
     // An expired counter starts again from zero.
-    let mut write = cubby_host::WriteOptions::default();
+    let mut write = cubby_host::ops::WriteOptions::default();
     write.ttl = Some(Duration::from_secs(1));
     ns.set_with("n", b"7".to_vec(), write).unwrap();
     clock.advance(Duration::from_secs(2));
     assert_eq!(
-        run(&load(DRAFT).await, &ws, &["incr", "b", "n", "1"]).await,
+        run(
+            &(load(DRAFT.0).await, DRAFT.1),
+            &ws,
+            &["incr", "b", "n", "1"]
+        )
+        .await,
         "1"
     );
 }
@@ -393,7 +396,7 @@ async fn forged_and_stale_cursors_are_errors(place: &Place) {
     let invalid = "err other: invalid-cursor: this cursor was not returned by this bucket's \
                    list-keys, or is too old; list again without a cursor";
     // draft: a number the bucket did not issue.
-    let d1 = load(DRAFT).await;
+    let d1 = (load(DRAFT.0).await, DRAFT.1);
     for forged in ["0", "1", "12345", &u64::MAX.to_string()] {
         assert_eq!(run(&d1, &ws, &["page", "b", forged]).await, invalid);
     }
@@ -401,7 +404,7 @@ async fn forged_and_stale_cursors_are_errors(place: &Place) {
     let cursor = first_page_cursor(&d1, &ws, "b").await;
     assert_eq!(run(&d1, &ws, &["page", "b", &cursor]).await, invalid);
     // draft2: a string that is no cursor at all.
-    let d2 = load(DRAFT2).await;
+    let d2 = (load(DRAFT2.0).await, DRAFT2.1);
     for forged in ["not hex", "zz", ""] {
         assert_eq!(run(&d2, &ws, &["page", "b", forged]).await, invalid);
     }
@@ -410,9 +413,9 @@ async fn forged_and_stale_cursors_are_errors(place: &Place) {
 async fn bucket_names_and_the_hosts_allow_list(place: &Place) {
     let storage = place.open(StorageOptions::default());
     let ws = storage.workspace("names").unwrap();
-    let too_long = "n".repeat(cubby_host::MAX_NAMESPACE_BYTES + 1);
+    let too_long = "n".repeat(cubby_host::ops::MAX_NAMESPACE_BYTES + 1);
     for guest in [DRAFT, DRAFT2] {
-        let g = load(guest).await;
+        let g = (load(guest.0).await, guest.1);
         assert_eq!(run(&g, &ws, &["open", ""]).await, "ok");
         assert_eq!(run(&g, &ws, &["open", "any name/at all"]).await, "ok");
         assert_eq!(
@@ -423,7 +426,7 @@ async fn bucket_names_and_the_hosts_allow_list(place: &Place) {
             .allow_buckets(["", "cache"])
             .build()
             .unwrap();
-        let g = load_with(&runtime, guest).await;
+        let g = (load_with(&runtime, guest.0).await, guest.1);
         assert_eq!(run(&g, &ws, &["open", ""]).await, "ok");
         assert_eq!(run(&g, &ws, &["set", "cache", "k", "v"]).await, "ok");
         assert_eq!(
@@ -444,7 +447,7 @@ async fn an_instance_cannot_hold_unbounded_handles() {
     let storage = Storage::in_memory(StorageOptions::default()).unwrap();
     let ws = storage.workspace("h").unwrap();
     for guest in [DRAFT, DRAFT2] {
-        let g = load(guest).await;
+        let g = (load(guest.0).await, guest.1);
         assert_eq!(
             run(&g, &ws, &["open-many", "b", "1023"]).await,
             "opened 1023"

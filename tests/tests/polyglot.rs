@@ -13,26 +13,13 @@
 
 mod common;
 
-use common::runtime_builder;
+use common::{load, load_with, runtime_builder};
 use cubby_artifacts as guests;
+use cubby_host::options::Quota;
 use cubby_host::testing::Place;
-use cubby_host::{CallError, Plugin, Quota, Runtime, StorageOptions, Workspace};
+use cubby_host::{CallError, Plugin, Runtime, StorageOptions, Workspace};
 use cubby_polyglot::{JS_HELPERS, JS_NOTES, PY_COUNTER, PY_HELPERS, PY_NOTES};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
-
-/// Loads a plugin with the test runtime. Loads are one at a time: the first
-/// load of a 12-19 MB component compiles it (seconds of Cranelift) into the
-/// shared cache, and every later one, in any test, reads it from there.
-async fn load_with(runtime: &Runtime, path: &str) -> Plugin {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
-    let _turn = ONE_AT_A_TIME.lock().await;
-    runtime.load_file(path).await.unwrap()
-}
-
-async fn load(path: &str) -> Plugin {
-    load_with(&runtime_builder().build().unwrap(), path).await
-}
 
 /// The notes plugins built here: the Rust example first, then the ports
 /// whose toolchain is available (all of them under `CI=true`).
@@ -257,7 +244,7 @@ async fn a_storage_error_is_the_plugins_error_in_every_language(place: &Place) {
             max_keys: 100,
             max_bytes: 40,
         };
-        storage.set_quota(&id, Some(quota)).unwrap();
+        storage.override_quota(&id, Some(quota)).unwrap();
         let ws = storage.workspace(&id).unwrap();
         let request = r#"{"op":"add","text":"a note longer than the workspace's quota allows"}"#;
         match call_raw(&plugin, &ws, request).await {

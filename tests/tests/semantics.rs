@@ -13,8 +13,10 @@ mod common;
 
 use common::{call, load};
 use cubby_artifacts as guests;
+use cubby_host::ops::Usage;
+use cubby_host::options::{ManualClock, Quota};
 use cubby_host::testing::{Backend, Place, assert_usage_is_exact};
-use cubby_host::{ManualClock, Plugin, Quota, Storage, StorageOptions, Usage, Workspace};
+use cubby_host::{Plugin, Storage, StorageOptions, Workspace};
 use serde_json::{Value, json};
 
 /// Storage on a clock that only moves when the test says so.
@@ -98,7 +100,7 @@ async fn writers_racing_for_the_last_bytes_never_pass_the_quota(place: &Place) {
         max_keys: 1_000,
         max_bytes: 100,
     };
-    options.quotas.insert("w".into(), quota);
+    options.quota_overrides.insert("w".into(), quota);
     let storage = place.open(options);
     let ws = storage.workspace("w").unwrap();
     let calls: Vec<_> = (0..16)

@@ -17,8 +17,9 @@ mod common;
 
 use common::{call, load};
 use cubby_artifacts as guests;
+use cubby_host::ops::{Action, Op, Usage};
 use cubby_host::testing::{Place, assert_usage_is_exact, audit};
-use cubby_host::{Action, Op, PostgresOptions, StorageError, StorageOptions, Usage};
+use cubby_host::{StorageError, StorageOptions};
 use serde_json::json;
 
 /// Starts one `storage-worker` per argument list, all at once, and returns
@@ -183,7 +184,7 @@ fn a_thousand_concurrent_calls_on_sixteen_connections_all_complete() {
         return;
     };
     let mut options = StorageOptions::default();
-    options.postgres = PostgresOptions::default().pool_size(16);
+    options.postgres.pool_size = 16;
     let storage = place.open(options);
     let ws = storage.workspace("w").unwrap();
     ws.set("first", b"x").unwrap();
@@ -344,9 +345,8 @@ fn a_server_that_stops_during_a_write_storm_loses_nothing_acknowledged() {
         return;
     };
     let mut options = StorageOptions::default();
-    options.postgres = PostgresOptions::default()
-        .connect_timeout(Duration::from_secs(1))
-        .statement_timeout(Duration::from_secs(3));
+    options.postgres.connect_timeout = Duration::from_secs(1);
+    options.postgres.statement_timeout = Duration::from_secs(3);
     let storage = cubby_host::Storage::connect(&server.url(), options).unwrap();
     let acked = Mutex::new(Vec::new());
     let unavailable = AtomicU64::new(0);

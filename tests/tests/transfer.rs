@@ -5,7 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cubby_host::{ImportMode, Storage, StorageOptions};
+use cubby_host::transfer::ImportMode;
+use cubby_host::{Storage, StorageOptions};
 use peak_alloc::PeakAlloc;
 
 #[global_allocator]

@@ -6,7 +6,8 @@
 //! ```
 
 use anyhow::{Context, Result};
-use cubby_host::{Output, Runtime, Storage, StorageOptions};
+use cubby_host::options::Output;
+use cubby_host::{Runtime, Storage, StorageOptions};
 
 #[tokio::main]
 async fn main() -> Result<()> {

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
-use cubby_host::{Limits, PostgresOptions, Runtime};
+use cubby_host::Runtime;
+use cubby_host::options::{Limits, PostgresOptions};
 
 pub(crate) const NO_HOME: &str =
     "cannot find the per-user data folder (is HOME set?); pass --db PATH or --in-memory";

@@ -4,15 +4,15 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cubby_host::{
-    Durability, Namespace, Output, PostgresOptions, Quota, Runtime, Storage, StorageOptions,
-    WriteOptions,
-};
+use cubby_host::ops::WriteOptions;
+use cubby_host::options::{Durability, Output, Quota};
+use cubby_host::{Namespace, Runtime, Storage, StorageOptions};
 use serde_json::json;
 
 use crate::args::{
     Cli, Command, DbArgs, KvCommand, KvTarget, NO_HOME, PluginArgs, WorkspaceCommand,
 };
+use crate::output::{self, keys, print_bytes, print_json, printable, quota_json};
 use crate::{defaults, operate};
 
 impl KvTarget {
@@ -32,19 +32,19 @@ impl KvTarget {
 
 /// Runs a parsed command line; returns the exit code.
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Completions { shell } = cli.command {
-        let mut command = <Cli as clap::CommandFactory>::command();
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut command, "cubby", &mut script);
-        print_bytes(&script)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let storage = open_storage(&cli.db)?;
-    let json = cli.json;
-    match cli.command {
-        Command::Completions { .. } => Ok(ExitCode::SUCCESS),
+    let Cli { db, json, command } = cli;
+    // Every command but `completions` works on the database.
+    let storage = || open_storage(&db);
+    match command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "cubby", &mut script);
+            print_bytes(&script)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { plugin, opts, args } => {
-            let workspace = storage.workspace(&opts.workspace)?;
+            let workspace = storage()?.workspace(&opts.workspace)?;
             let runtime = runtime(&opts, true)?;
             let name = plugin
                 .file_name()
@@ -63,7 +63,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             input,
         } => {
             let request = read_arg(&input)?;
-            let workspace = storage.workspace(&opts.workspace)?;
+            let workspace = storage()?.workspace(&opts.workspace)?;
             let runtime = runtime(&opts, false)?;
             let response = block_on(async {
                 let plugin = runtime.load_file(&plugin).await?;
@@ -72,8 +72,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             print_bytes(&response)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Kv(kv) => kv_command(&storage, &cli.db, kv, json),
+        Command::Kv(kv) => kv_command(&storage()?, kv, json),
         Command::Workspace(WorkspaceCommand::Delete { workspace, yes }) => {
+            let storage = storage()?;
             let ws = storage.workspace(&workspace)?;
             if !yes {
                 confirm(&format!(
@@ -95,24 +96,24 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Workspace(WorkspaceCommand::List { list }) | Command::Workspaces { list } => {
-            operate::list(&storage, &cli.db, list.sort, json)
+            operate::list(&storage()?, list.sort, json)
         }
         Command::Workspace(WorkspaceCommand::Export {
             workspace,
             namespaces,
             output,
-        }) => operate::export(&storage, &workspace, namespaces, &output, json),
+        }) => operate::export(&storage()?, &workspace, namespaces, &output, json),
         Command::Workspace(WorkspaceCommand::Import {
             workspace,
             file,
             merge: _,
             replace,
-        }) => operate::import(&storage, &workspace, &file, replace, json),
-        Command::Quota(q) => operate::quota(&storage, &cli.db, q, json),
+        }) => operate::import(&storage()?, &workspace, &file, replace, json),
+        Command::Quota(q) => operate::quota(&storage()?, &db, q, json),
     }
 }
 
-fn kv_command(storage: &Storage, db: &DbArgs, kv: KvCommand, json: bool) -> Result<ExitCode> {
+fn kv_command(storage: &Storage, kv: KvCommand, json: bool) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match kv {
         KvCommand::Get {
@@ -123,7 +124,7 @@ fn kv_command(storage: &Storage, db: &DbArgs, kv: KvCommand, json: bool) -> Resu
             Some(entry) if json => {
                 let (encoding, value) = match std::str::from_utf8(&entry.value) {
                     Ok(text) if !base64 => ("utf8", text.to_owned()),
-                    _ => ("base64", operate::base64(&entry.value)),
+                    _ => ("base64", output::base64(&entry.value)),
                 };
                 print_json(&json!({
                     "workspace": target.workspace,
@@ -179,7 +180,7 @@ fn kv_command(storage: &Storage, db: &DbArgs, kv: KvCommand, json: bool) -> Resu
         KvCommand::Usage { workspace } => {
             let ws = storage.workspace(&workspace)?;
             let usage = ws.usage()?;
-            let (quota, source) = operate::quota_of_one(storage, db, &workspace)?;
+            let (quota, source) = storage.quota_with_source(&workspace)?;
             let mut spaces = Vec::new();
             let default = ws.default_space().usage()?;
             if default.keys > 0 {
@@ -206,7 +207,7 @@ fn kv_command(storage: &Storage, db: &DbArgs, kv: KvCommand, json: bool) -> Resu
                     "workspace": workspace,
                     "keys": usage.keys,
                     "bytes": usage.bytes,
-                    "quota": operate::quota_json(quota, source),
+                    "quota": quota_json(quota, source),
                     "namespaces": namespaces,
                 }))?;
             } else {
@@ -247,14 +248,6 @@ fn kv_command(storage: &Storage, db: &DbArgs, kv: KvCommand, json: bool) -> Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints one JSON document and a newline.
-pub(crate) fn print_json(value: &serde_json::Value) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
-}
-
 fn open_storage(args: &DbArgs) -> Result<Storage> {
     let mut options = StorageOptions::default();
     options.limits.max_key_bytes = args.max_key_bytes;
@@ -269,12 +262,11 @@ fn open_storage(args: &DbArgs) -> Result<Storage> {
             max_bytes: q.bytes,
             max_keys: q.keys.unwrap_or(args.quota_keys),
         };
-        options.quotas.insert(ws.clone(), quota);
+        options.quota_overrides.insert(ws.clone(), quota);
     }
     options.verify_on_open = !args.no_verify;
-    options.postgres = PostgresOptions::default()
-        .pool_size(args.pool_size)
-        .statement_timeout(args.statement_timeout.into());
+    options.postgres.pool_size = args.pool_size;
+    options.postgres.statement_timeout = args.statement_timeout.into();
     if args.relaxed {
         options.durability = Durability::Relaxed;
     }
@@ -346,26 +338,6 @@ fn read_arg(arg: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// Writes bytes as they are, with a newline after them on a terminal.
-fn print_bytes(bytes: &[u8]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes)?;
-    if out.is_terminal() && !bytes.ends_with(b"\n") {
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// A key as one line: keys with control characters are shown escaped, in quotes.
-pub(crate) fn printable(key: &str) -> String {
-    if key.chars().any(char::is_control) {
-        format!("{key:?}")
-    } else {
-        key.to_owned()
-    }
-}
-
 /// Asks a yes/no question on the terminal; an error unless the answer is
 /// yes. Without a terminal, as in a script, it refuses: pass `--yes`.
 pub(crate) fn confirm(question: &str) -> Result<()> {
@@ -381,14 +353,5 @@ pub(crate) fn confirm(question: &str) -> Result<()> {
     match answer.trim() {
         "y" | "Y" | "yes" => Ok(()),
         _ => bail!("cancelled; nothing was deleted"),
-    }
-}
-
-/// "1 key", "2 keys".
-pub(crate) fn keys(n: u64) -> String {
-    if n == 1 {
-        "1 key".to_owned()
-    } else {
-        format!("{n} keys")
     }
 }

@@ -8,7 +8,9 @@ mod args;
 mod commands;
 pub mod defaults;
 mod operate;
+mod output;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,13 +18,16 @@ use clap::Parser;
 /// Runs the tool with the process's arguments; returns the exit code.
 pub fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CUBBY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    // Logs only when asked for: without CUBBY_LOG an error is the one
+    // `error:` line below, not also a log line repeating the database's
+    // message.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("CUBBY_LOG") {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_env_filter(filter)
+            .init();
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

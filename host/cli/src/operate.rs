@@ -6,99 +6,31 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
-use cubby_host::{ExportOptions, ImportMode, Progress, Quota, Storage, Usage};
+use cubby_host::Storage;
+use cubby_host::ops::Usage;
+use cubby_host::options::{Quota, QuotaSource};
+use cubby_host::transfer::{ExportOptions, ImportMode, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::args::{DbArgs, QuotaCommand, SortBy};
-use crate::commands::{print_json, printable};
-
-/// Where a workspace's quota comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// `--quota` on this command line.
-    Override,
-    /// Stored in the database (`cubby quota set`).
-    Stored,
-    /// The default (`--quota-bytes`, `--quota-keys`).
-    Default,
-}
-
-impl Source {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Override => "override",
-            Self::Stored => "stored",
-            Self::Default => "default",
-        }
-    }
-}
-
-/// The quota workspace `id`'s writes are checked against, and where it
-/// comes from, given the quota stored for it (read once by the caller): the
-/// library's order, `--quota` over stored over the default.
-pub(crate) fn quota_of(
-    storage: &Storage,
-    db: &DbArgs,
-    id: &str,
-    stored: Option<Quota>,
-) -> Result<(Quota, Source)> {
-    Ok(if db.quotas.iter().any(|(ws, _)| ws == id) {
-        // An override is this process's: no read.
-        (storage.quota(id)?, Source::Override)
-    } else if let Some(quota) = stored {
-        (quota, Source::Stored)
-    } else {
-        (storage.limits().default_quota(), Source::Default)
-    })
-}
-
-/// [`quota_of`] for one workspace, reading its stored quota.
-pub(crate) fn quota_of_one(storage: &Storage, db: &DbArgs, id: &str) -> Result<(Quota, Source)> {
-    quota_of(storage, db, id, storage.stored_quota(id)?)
-}
-
-pub(crate) fn quota_json(quota: Quota, source: Source) -> serde_json::Value {
-    json!({
-        "max_keys": quota.max_keys,
-        "max_bytes": quota.max_bytes,
-        "source": source.name(),
-    })
-}
-
-/// The share of the quota used, in percent: keys or bytes, whichever is
-/// higher.
-fn used_percent(usage: Usage, quota: Quota) -> f64 {
-    let share = |used: u64, max: u64| {
-        if max == 0 {
-            if used == 0 { 0.0 } else { 100.0 }
-        } else {
-            used as f64 * 100.0 / max as f64
-        }
-    };
-    share(usage.keys, quota.max_keys).max(share(usage.bytes, quota.max_bytes))
-}
-
-pub(crate) fn base64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
+use crate::output::{print_json, printable, quota_json, used_percent};
 
 /// `cubby workspace list`.
-pub(crate) fn list(storage: &Storage, db: &DbArgs, sort: SortBy, json: bool) -> Result<ExitCode> {
+pub(crate) fn list(storage: &Storage, sort: SortBy, json: bool) -> Result<ExitCode> {
     let stored: BTreeMap<String, Quota> = storage.stored_quotas()?.into_iter().collect();
     let mut rows: BTreeMap<String, Usage> = storage.workspaces()?.into_iter().collect();
     for id in stored.keys() {
         rows.entry(id.clone()).or_default();
     }
-    let mut rows: Vec<(String, Usage, Quota, Source, f64)> = rows
+    let mut rows: Vec<(String, Usage, Quota, QuotaSource, f64)> = rows
         .into_iter()
         .map(|(id, usage)| {
-            let (quota, source) = quota_of(storage, db, &id, stored.get(&id).copied())?;
+            let (quota, source) = storage.resolve_quota(&id, stored.get(&id).copied());
             let used = used_percent(usage, quota);
-            Ok((id, usage, quota, source, used))
+            (id, usage, quota, source, used)
         })
-        .collect::<Result<_>>()?;
+        .collect();
     match sort {
         SortBy::Name => {}
         SortBy::Size => rows.sort_by_key(|r| std::cmp::Reverse(r.1.bytes)),
@@ -286,7 +218,7 @@ pub(crate) fn quota(
             if json {
                 print_json(&json!({
                     "workspace": workspace,
-                    "quota": quota_json(quota, Source::Stored),
+                    "quota": quota_json(quota, QuotaSource::Stored),
                 }))?;
             } else {
                 eprintln!(
@@ -298,7 +230,7 @@ pub(crate) fn quota(
             }
         }
         QuotaCommand::Get { workspace } => {
-            let (quota, source) = quota_of_one(storage, db, &workspace)?;
+            let (quota, source) = storage.quota_with_source(&workspace)?;
             let usage = storage.workspace(&workspace)?.usage()?;
             if json {
                 print_json(&json!({

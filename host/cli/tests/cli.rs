@@ -65,6 +65,7 @@ impl Env {
         cmd.args(args)
             .env("CUBBY_CACHE_DIR", guests::CACHE_DIR)
             .env_remove("CUBBY_DB")
+            .env_remove("CUBBY_LOG")
             .env("HOME", self.dir.path().join("home"))
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"));
@@ -286,12 +287,13 @@ fn without_address_space_for_the_pool_plugins_still_run() {
         .arg(env!("CARGO_BIN_EXE_cubby"))
         .args(["--db", &env.db, "call", guests::NOTES, "-w", "a"])
         .args(["--input", r#"{"op":"add","text":"x"}"#]);
-    let out = env.run(cmd, &[]);
+    env.prepare(&mut cmd, &[]);
+    let out = cmd.env("CUBBY_LOG", "warn").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(ok(out).trim(), r#"{"id":1,"text":"x"}"#);
     assert!(
         stderr.contains("allocating instances per call"),
-        "the fallback is logged: {stderr}"
+        "the fallback is logged with CUBBY_LOG: {stderr}"
     );
 }
 
@@ -582,6 +584,45 @@ fn database_urls_that_cannot_be_used_are_one_line_errors() {
     for e in [kv("postgres://ada:s3cret@127.0.0.1:1/cubby"), e] {
         assert!(!e.contains("s3cret"), "the password leaked: {e}");
     }
+}
+
+/// A write the database itself refuses (here a trigger raises an error)
+/// is one line on stderr, the database's message once, with no log line
+/// and no terminal escape codes; with `CUBBY_LOG` the log comes too, still
+/// without escape codes off a terminal.
+#[test]
+fn a_failed_database_write_is_one_line_on_stderr() {
+    let Some(place) = Place::postgres() else {
+        return;
+    };
+    let env = Env::on(&place);
+    ok(env.cubby(&["kv", "set", "-w", "a", "k", "v"]));
+    cubby_host::testing::sql(
+        &place.db_arg(),
+        "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'refused by a test trigger'; END $$;
+         CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON cubby_entries
+           FOR EACH ROW EXECUTE FUNCTION refuse_writes();",
+    );
+    let out = env.cubby(&["kv", "set", "-w", "a", "k", "w"]);
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    let e = one_line_error(out);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(e.matches("refused by a test trigger").count(), 1, "{e}");
+    assert!(!stderr.contains('\x1b'), "escape codes: {stderr:?}");
+    let out = env
+        .command(&["kv", "set", "-w", "a", "k", "w"])
+        .env("CUBBY_LOG", "error")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("database error"), "{stderr}");
+    assert!(
+        stderr.lines().last().unwrap().starts_with("error: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "escape codes: {stderr:?}");
+    assert_eq!(ok(env.cubby(&["kv", "get", "-w", "a", "k"])), "v");
 }
 
 /// A standard `wasi:keyvalue` guest (no cubby-sdk) writes through `cubby

@@ -103,7 +103,7 @@ pub enum StorageError {
     /// The key is empty or too long.
     #[error("invalid key: {0}")]
     InvalidKey(String),
-    /// The value is larger than [`Limits::max_value_bytes`](crate::Limits).
+    /// The value is larger than [`Limits::max_value_bytes`](crate::options::Limits).
     #[error("value of {len} bytes is larger than the limit of {limit} bytes")]
     ValueTooLarge {
         /// The value's length.
@@ -127,7 +127,7 @@ pub enum StorageError {
     /// `increment` would take the counter outside the range of `i64`.
     #[error("the counter would overflow")]
     Overflow,
-    /// A batch with more operations than [`Limits::max_batch_ops`](crate::Limits).
+    /// A batch with more operations than [`Limits::max_batch_ops`](crate::options::Limits).
     #[error("{len} operations in one batch, the limit is {limit}")]
     TooManyOperations {
         /// Operations in the batch.
@@ -174,6 +174,117 @@ pub enum StorageError {
     /// The engine's writer has stopped (the `Storage` is shutting down).
     #[error("storage engine is shut down")]
     Closed,
+    /// A fault of the host itself: something the engine relies on did not
+    /// hold (a bug, logged where it was found). Nothing was changed.
+    #[error("internal error of the storage engine: {0}")]
+    Internal(String),
+}
+
+/// What kind of failure a [`StorageError`] is: one kind per case of the WIT
+/// `error` that plugins see (`cubby:storage/storage.error`), named as there.
+///
+/// The caller's kinds say what was wrong with the request; every host-side
+/// failure is [`ErrorKind::Internal`] ([`StorageError::is_host_failure`]).
+///
+/// ```
+/// use cubby_host::{ErrorKind, StorageError};
+/// let e = StorageError::InvalidKey("empty".into());
+/// assert_eq!(e.kind(), ErrorKind::InvalidKey);
+/// assert_eq!(e.kind().name(), "invalid-key");
+/// assert!(!e.is_host_failure());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`StorageError::InvalidKey`].
+    InvalidKey,
+    /// [`StorageError::InvalidNamespace`].
+    InvalidNamespace,
+    /// [`StorageError::ValueTooLarge`].
+    ValueTooLarge,
+    /// [`StorageError::QuotaExceeded`].
+    QuotaExceeded,
+    /// [`StorageError::InvalidCursor`].
+    InvalidCursor,
+    /// [`StorageError::NotACounter`].
+    NotACounter,
+    /// [`StorageError::Overflow`].
+    Overflow,
+    /// [`StorageError::TooManyOperations`].
+    TooManyOperations,
+    /// [`StorageError::Conflict`].
+    Conflict,
+    /// [`StorageError::InvalidArgument`].
+    InvalidArgument,
+    /// A failure of the host, not of the request: a corrupt entry, the
+    /// database unavailable or failing, a workspace id the host chose
+    /// badly, the engine shut down, or a host bug.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The kind's name as the WIT spells its case: `invalid-key`,
+    /// `quota-exceeded`, …, `internal`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InvalidKey => "invalid-key",
+            Self::InvalidNamespace => "invalid-namespace",
+            Self::ValueTooLarge => "value-too-large",
+            Self::QuotaExceeded => "quota-exceeded",
+            Self::InvalidCursor => "invalid-cursor",
+            Self::NotACounter => "not-a-counter",
+            Self::Overflow => "overflow",
+            Self::TooManyOperations => "too-many-operations",
+            Self::Conflict => "conflict",
+            Self::InvalidArgument => "invalid-argument",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl StorageError {
+    /// Which kind of failure this is; see [`ErrorKind`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidKey(_) => ErrorKind::InvalidKey,
+            Self::InvalidNamespace(_) => ErrorKind::InvalidNamespace,
+            Self::ValueTooLarge { .. } => ErrorKind::ValueTooLarge,
+            Self::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
+            Self::InvalidCursor => ErrorKind::InvalidCursor,
+            Self::NotACounter => ErrorKind::NotACounter,
+            Self::Overflow => ErrorKind::Overflow,
+            Self::TooManyOperations { .. } => ErrorKind::TooManyOperations,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Self::InvalidWorkspace { .. }
+            | Self::Corrupt(_)
+            | Self::Backend(_)
+            | Self::Unavailable(_)
+            | Self::Closed
+            | Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether this is a failure of the host rather than a refusal of the
+    /// request: nothing a plugin passes can cause it, and retrying with other
+    /// arguments does not help (the same call may succeed later, see
+    /// [`StorageError::Unavailable`]).
+    pub fn is_host_failure(&self) -> bool {
+        self.kind() == ErrorKind::Internal
+    }
+
+    /// A host bug found at `what`: logged, and reported as
+    /// [`StorageError::Internal`] rather than panicked on.
+    pub(crate) fn internal(what: &str) -> Self {
+        tracing::error!(what, "internal error of the storage engine");
+        Self::Internal(what.to_owned())
+    }
 }
 
 macro_rules! backend_from {

@@ -8,7 +8,7 @@ use super::types::Quota;
 /// [`StorageError`](crate::StorageError), never a panic.
 ///
 /// ```
-/// let mut limits = cubby_host::Limits::default();
+/// let mut limits = cubby_host::options::Limits::default();
 /// limits.max_value_bytes = 64 * 1024;
 /// assert_eq!(limits.max_key_bytes, 1024);
 /// ```

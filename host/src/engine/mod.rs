@@ -40,18 +40,20 @@ mod workspace;
 #[cfg(any(test, feature = "testing"))]
 pub use backend::Audit;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{BoxError, OpenError, StorageError};
+pub use error::{BoxError, ErrorKind, OpenError, StorageError};
 pub use limits::Limits;
 pub use namespace::{Keys, Namespace};
 pub use options::{Durability, PostgresOptions, StorageOptions};
 pub use rules::MAX_NAMESPACE_BYTES;
 pub use storage::Storage;
+#[cfg(any(test, feature = "testing"))]
+pub use storage::backend_calls_on_this_thread;
 pub use transfer::{
     ExportOptions, ExportSummary, ImportMode, ImportSummary, Progress, TransferError,
 };
 pub use types::{
-    Action, Cleared, CommitStats, Condition, Entry, KeyPage, Op, Outcome, Quota, Usage,
-    WriteOptions,
+    Action, Cleared, CommitStats, Condition, Entry, KeyPage, Op, Outcome, Quota, QuotaSource,
+    Usage, WriteOptions,
 };
 pub use workspace::Workspace;
 

@@ -66,7 +66,7 @@ impl Namespace {
     }
 
     /// The values of `keys`, in order, read from one consistent snapshot. At
-    /// most [`Limits::max_batch_ops`](crate::Limits) keys.
+    /// most [`Limits::max_batch_ops`](crate::options::Limits) keys.
     pub fn get_many(&self, keys: &[impl AsRef<str>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
         let limits = self.storage.limits();
         rules::check_batch(limits, keys.len())?;
@@ -92,7 +92,8 @@ impl Namespace {
     /// [`StorageError::Conflict`] carrying what is stored now.
     ///
     /// ```
-    /// use cubby_host::{Storage, StorageError, StorageOptions, WriteOptions};
+    /// use cubby_host::{Storage, StorageError, StorageOptions};
+    /// use cubby_host::ops::WriteOptions;
     /// # fn main() -> anyhow::Result<()> {
     /// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
     /// let v1 = ws.set("doc", b"draft".to_vec())?;
@@ -231,7 +232,7 @@ impl Namespace {
     /// One page of this namespace's keys in ascending byte order, optionally
     /// only those starting with `prefix`. Pass the returned cursor back (with
     /// the same prefix) for the next page. `limit` is clamped as described in
-    /// [`Limits::page_size`](crate::Limits::page_size).
+    /// [`Limits::page_size`](crate::options::Limits::page_size).
     pub fn list_keys(
         &self,
         prefix: Option<&str>,
@@ -277,7 +278,7 @@ impl Namespace {
         }
     }
 
-    /// Removes up to one page ([`Limits::max_page_size`](crate::Limits)) of
+    /// Removes up to one page ([`Limits::max_page_size`](crate::options::Limits)) of
     /// this namespace's keys in one atomic write, so that no call holds the
     /// writer for long; call again until [`Cleared::done`]. Clearing the
     /// default space leaves named namespaces alone; to remove a whole
@@ -360,8 +361,9 @@ impl Namespace {
 /// The backend answered an op with an outcome of another kind (or none):
 /// cannot happen, but is an error rather than a panic.
 fn unexpected(outcome: Option<Outcome>) -> StorageError {
-    tracing::error!(?outcome, "backend returned an unexpected outcome");
-    StorageError::Closed
+    StorageError::internal(&format!(
+        "the backend answered an operation with {outcome:?}"
+    ))
 }
 
 /// A backend's page, with the cursor that resumes after its last name.

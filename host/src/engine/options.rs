@@ -44,10 +44,10 @@ pub struct StorageOptions {
     pub verify_on_open: bool,
     /// Per-workspace quotas that this process enforces instead of the
     /// defaults in `limits` and of any quota stored in the database; change
-    /// them later with [`Storage::set_quota`](crate::Storage::set_quota).
+    /// them later with [`Storage::override_quota`](crate::Storage::override_quota).
     /// Quotas every process should enforce are stored in the database
     /// instead ([`Storage::store_quota`](crate::Storage::store_quota)).
-    pub quotas: HashMap<String, Quota>,
+    pub quota_overrides: HashMap<String, Quota>,
     /// The clock that expiry is measured by (default: the system clock).
     /// Several host processes sharing a PostgreSQL database should have
     /// clocks that agree (NTP): each judges expiry by its own.
@@ -72,7 +72,7 @@ impl Default for StorageOptions {
             limits: Limits::default(),
             durability: Durability::default(),
             verify_on_open: true,
-            quotas: HashMap::new(),
+            quota_overrides: HashMap::new(),
             clock: Arc::new(SystemClock),
             sweep_interval: Some(Duration::from_secs(1)),
             postgres: PostgresOptions::default(),
@@ -84,20 +84,21 @@ impl Default for StorageOptions {
 /// Connection settings for a PostgreSQL-protocol database
 /// ([`Storage::connect`](crate::Storage::connect)).
 ///
+/// Like every options value of this crate ([`StorageOptions`],
+/// [`Limits`]), it starts from `Default` and its fields are set one by one:
+///
 /// ```
-/// use cubby_host::{PostgresOptions, StorageOptions};
+/// use cubby_host::StorageOptions;
 /// use std::time::Duration;
 /// let mut options = StorageOptions::default();
-/// options.postgres = PostgresOptions::default()
-///     .pool_size(32)
-///     .statement_timeout(Duration::from_secs(5));
-/// assert_eq!(options.postgres.pool_size, 32);
+/// options.postgres.pool_size = 32;
+/// options.postgres.statement_timeout = Duration::from_secs(5);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PostgresOptions {
-    /// Most connections this process opens (default 16). Storage calls beyond
-    /// that wait for a free connection.
+    /// Most connections this process opens (default 16; 0 counts as 1).
+    /// Storage calls beyond that wait for a free connection.
     pub pool_size: usize,
     /// Longest time one SQL statement may run on the server (default 30 s),
     /// and longest time a call waits for a free connection; past either, the
@@ -118,25 +119,5 @@ impl Default for PostgresOptions {
             statement_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
         }
-    }
-}
-
-impl PostgresOptions {
-    /// Sets [`pool_size`](Self::pool_size) (at least 1).
-    pub fn pool_size(mut self, connections: usize) -> Self {
-        self.pool_size = connections.max(1);
-        self
-    }
-
-    /// Sets [`statement_timeout`](Self::statement_timeout).
-    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
-        self.statement_timeout = timeout;
-        self
-    }
-
-    /// Sets [`connect_timeout`](Self::connect_timeout).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
     }
 }

@@ -158,8 +158,6 @@ pub(crate) fn deadline(now_ms: u64, ttl: Option<Duration>) -> Option<u64> {
     })
 }
 
-/// The value of a counter, if `value` is one: decimal ASCII in the range of
-/// `i64`.
 /// A counter's current value (0 when absent) and the expiry it keeps (for a
 /// new counter, `ttl` from now).
 fn counter(
@@ -176,6 +174,8 @@ fn counter(
     })
 }
 
+/// The value of a counter, if `value` is one: decimal ASCII in the range of
+/// `i64`.
 pub(crate) fn parse_counter(value: &[u8]) -> Option<i64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }

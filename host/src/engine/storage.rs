@@ -10,8 +10,8 @@ use super::backend::{Backend, QuotaRule};
 use super::sweeper::{SWEEP_BUDGET, Sweeper};
 use super::transfer::STAGING_PREFIX;
 use super::{
-    Clock, CommitStats, Limits, OpenError, Quota, StorageError, StorageOptions, Usage, Workspace,
-    rules,
+    Clock, CommitStats, Limits, OpenError, Quota, QuotaSource, StorageError, StorageOptions, Usage,
+    Workspace, rules,
 };
 
 /// The database shared by every workspace: an embedded redb file
@@ -40,7 +40,8 @@ pub struct Storage {
 struct Inner {
     backend: Arc<dyn Backend>,
     limits: Limits,
-    quotas: RwLock<HashMap<String, Quota>>,
+    /// Quotas this process enforces instead of the stored or default ones.
+    overrides: RwLock<HashMap<String, Quota>>,
     clock: Arc<dyn Clock>,
     /// Stopped (and joined) when the last clone goes, before the backend.
     _sweeper: Option<Sweeper>,
@@ -84,7 +85,7 @@ impl Storage {
     /// the same database at once.
     ///
     /// Storage calls then block while they wait for the server, like redb
-    /// calls block while they commit; see [`PostgresOptions`](crate::PostgresOptions)
+    /// calls block while they commit; see [`PostgresOptions`](crate::options::PostgresOptions)
     /// for the pool and timeouts.
     ///
     /// Errors: a URL that does not parse ([`OpenError::InvalidUrl`]), a
@@ -112,7 +113,7 @@ impl Storage {
             inner: Arc::new(Inner {
                 backend,
                 limits: options.limits,
-                quotas: RwLock::new(options.quotas),
+                overrides: RwLock::new(options.quota_overrides),
                 clock: options.clock,
                 _sweeper: sweeper,
             }),
@@ -138,34 +139,64 @@ impl Storage {
     }
 
     /// The quota that workspace `id`'s writes are checked against: this
-    /// process's override ([`set_quota`](Self::set_quota)), else the one
+    /// process's override ([`override_quota`](Self::override_quota)), else the one
     /// stored in the database ([`store_quota`](Self::store_quota)), else
     /// the default from [`Limits`].
     pub fn quota(&self, id: &str) -> Result<Quota, StorageError> {
         self.quota_rule(id).resolve_with(|| self.stored_quota(id))
     }
 
+    /// [`quota`](Self::quota), and where it comes from.
+    ///
+    /// ```
+    /// use cubby_host::{Storage, StorageOptions};
+    /// use cubby_host::options::{Quota, QuotaSource};
+    /// # fn main() -> anyhow::Result<()> {
+    /// let storage = Storage::in_memory(StorageOptions::default())?;
+    /// let small = Quota { max_keys: 10, max_bytes: 1024 };
+    /// assert_eq!(storage.quota_with_source("a")?.1, QuotaSource::Default);
+    /// storage.store_quota("a", Some(small))?;
+    /// assert_eq!(storage.quota_with_source("a")?, (small, QuotaSource::Stored));
+    /// # Ok(()) }
+    /// ```
+    pub fn quota_with_source(&self, id: &str) -> Result<(Quota, QuotaSource), StorageError> {
+        let rule = self.quota_rule(id);
+        match rule.fixed {
+            // An override is this process's: nothing to read.
+            Some(_) => Ok(rule.resolve_from(None)),
+            None => Ok(rule.resolve_from(self.stored_quota(id)?)),
+        }
+    }
+
+    /// The quota of workspace `id` and where it comes from, given the quota
+    /// stored for it as the caller read it (with
+    /// [`stored_quotas`](Self::stored_quotas), say, for many workspaces at
+    /// once); reads nothing.
+    pub fn resolve_quota(&self, id: &str, stored: Option<Quota>) -> (Quota, QuotaSource) {
+        self.quota_rule(id).resolve_from(stored)
+    }
+
     /// The quota stored in the database for workspace `id`, if any.
     pub fn stored_quota(&self, id: &str) -> Result<Option<Quota>, StorageError> {
         rules::check_workspace_id(id)?;
-        self.inner.backend.stored_quota(id)
+        self.backend().stored_quota(id)
     }
 
     /// Stores (`Some`) or removes (`None`) workspace `id`'s quota in the
     /// database, durably, so every host process on the database enforces it
     /// from its next write on (unless that process overrides it with
-    /// [`set_quota`](Self::set_quota)). Entries already stored are kept even
+    /// [`override_quota`](Self::override_quota)). Entries already stored are kept even
     /// if they exceed a lowered quota; the workspace can then only shrink
     /// until it fits.
     pub fn store_quota(&self, id: &str, quota: Option<Quota>) -> Result<(), StorageError> {
         rules::check_workspace_id(id)?;
-        self.inner.backend.store_quota(id, quota)
+        self.backend().store_quota(id, quota)
     }
 
     /// Every quota stored in the database, by workspace id in ascending
     /// order.
     pub fn stored_quotas(&self) -> Result<Vec<(String, Quota)>, StorageError> {
-        self.inner.backend.stored_quotas()
+        self.backend().stored_quotas()
     }
 
     /// Overrides (`Some`) or stops overriding (`None`) the quota of
@@ -173,16 +204,16 @@ impl Storage {
     /// override wins over a quota stored in the database. Entries already
     /// stored are kept even if they exceed a lowered quota; the workspace
     /// can then only shrink until it fits.
-    pub fn set_quota(&self, id: &str, quota: Option<Quota>) -> Result<(), StorageError> {
+    pub fn override_quota(&self, id: &str, quota: Option<Quota>) -> Result<(), StorageError> {
         rules::check_workspace_id(id)?;
-        let mut quotas = self
+        let mut overrides = self
             .inner
-            .quotas
+            .overrides
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         match quota {
-            Some(q) => quotas.insert(id.to_owned(), q),
-            None => quotas.remove(id),
+            Some(q) => overrides.insert(id.to_owned(), q),
+            None => overrides.remove(id),
         };
         Ok(())
     }
@@ -190,7 +221,7 @@ impl Storage {
     /// Every workspace that holds at least one live key, in ascending order,
     /// with its usage.
     pub fn workspaces(&self) -> Result<Vec<(String, Usage)>, StorageError> {
-        let mut all = self.inner.backend.workspaces(self.now_ms())?;
+        let mut all = self.backend().workspaces(self.now_ms())?;
         // Imports' staging areas are nobody's workspace.
         all.retain(|(id, _)| !id.starts_with(STAGING_PREFIX));
         Ok(all)
@@ -206,10 +237,7 @@ impl Storage {
         let mut removed = 0;
         let mut resume = None;
         loop {
-            let pass = self
-                .inner
-                .backend
-                .sweep(resume, SWEEP_BUDGET, self.now_ms())?;
+            let pass = self.backend().sweep(resume, SWEEP_BUDGET, self.now_ms())?;
             removed += pass.removed;
             match pass.resume {
                 Some(next) => resume = Some(next),
@@ -222,7 +250,7 @@ impl Storage {
     /// this process: writes acknowledged, commits, and durable commits (so
     /// fsyncs per acknowledged write can be read off).
     pub fn commit_stats(&self) -> CommitStats {
-        self.backend().commit_stats()
+        self.inner.backend.commit_stats()
     }
 
     /// How workspace `id`'s writes find their quota.
@@ -230,7 +258,7 @@ impl Storage {
         QuotaRule {
             fixed: self
                 .inner
-                .quotas
+                .overrides
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(id)
@@ -239,7 +267,10 @@ impl Storage {
         }
     }
 
+    /// The backend, for one call of it.
     pub(crate) fn backend(&self) -> &dyn Backend {
+        #[cfg(any(test, feature = "testing"))]
+        BACKEND_CALLS.with(|calls| calls.set(calls.get() + 1));
         &*self.inner.backend
     }
 
@@ -250,6 +281,19 @@ impl Storage {
     /// What the backend stores for workspace `id`, next to a recount of it.
     #[cfg(any(test, feature = "testing"))]
     pub(crate) fn audit(&self, id: &str) -> Result<super::Audit, StorageError> {
-        self.inner.backend.audit(id, self.now_ms())
+        self.backend().audit(id, self.now_ms())
     }
+}
+
+#[cfg(any(test, feature = "testing"))]
+thread_local! {
+    static BACKEND_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many calls of a backend (database reads and writes) the engine has
+/// made on the current thread, for tests that check where storage calls
+/// run.
+#[cfg(any(test, feature = "testing"))]
+pub fn backend_calls_on_this_thread() -> u64 {
+    BACKEND_CALLS.with(std::cell::Cell::get)
 }

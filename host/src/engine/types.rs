@@ -31,16 +31,43 @@ pub struct CommitStats {
 }
 
 /// A workspace's quota: checked before every write, inside the write's
-/// transaction. The defaults come from [`Limits`](crate::Limits); the host
+/// transaction. The defaults come from [`Limits`](crate::options::Limits); the host
 /// can override them per workspace
-/// ([`StorageOptions::quotas`](crate::StorageOptions::quotas),
-/// [`Storage::set_quota`](crate::Storage::set_quota)).
+/// ([`StorageOptions::quota_overrides`](crate::StorageOptions::quota_overrides),
+/// [`Storage::override_quota`](crate::Storage::override_quota)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
     /// Most keys the workspace may hold.
     pub max_keys: u64,
     /// Most bytes (keys plus values) the workspace may hold.
     pub max_bytes: u64,
+}
+
+/// Where the quota that applies to a workspace comes from, in the order
+/// they win ([`Storage::quota_with_source`](crate::Storage::quota_with_source)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QuotaSource {
+    /// This process's override
+    /// ([`StorageOptions::quota_overrides`](crate::StorageOptions::quota_overrides),
+    /// [`Storage::override_quota`](crate::Storage::override_quota)).
+    Override,
+    /// Stored in the database for every process
+    /// ([`Storage::store_quota`](crate::Storage::store_quota)).
+    Stored,
+    /// The default of [`Limits`](crate::options::Limits).
+    Default,
+}
+
+impl QuotaSource {
+    /// `override`, `stored` or `default`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Override => "override",
+            Self::Stored => "stored",
+            Self::Default => "default",
+        }
+    }
 }
 
 /// One page of a listing (of keys, or of namespace names).
@@ -61,13 +88,14 @@ pub struct Entry {
     /// unchanged version means an unchanged entry (no ABA problem).
     pub version: u64,
     /// Time left until the entry expires (whole milliseconds, by the
-    /// storage's [`Clock`](crate::Clock)); `None` if it never does.
+    /// storage's [`Clock`](crate::options::Clock)); `None` if it never does.
     pub expires_in: Option<Duration>,
 }
 
 /// A condition on a key's current entry, checked atomically with the write it
 /// guards. A failed condition is [`StorageError::Conflict`](crate::StorageError::Conflict).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Condition {
     /// No live entry is stored under the key (insert-if-absent).
     Absent,
@@ -91,7 +119,7 @@ impl Condition {
 /// How [`Namespace::set_with`](crate::Namespace::set_with) writes.
 ///
 /// ```
-/// use cubby_host::WriteOptions;
+/// use cubby_host::ops::WriteOptions;
 /// use std::time::Duration;
 /// let opts = WriteOptions::default().ttl(Duration::from_secs(60)).if_absent();
 /// assert!(opts.condition.is_some());
@@ -171,7 +199,7 @@ pub enum Action {
 /// One operation of an atomic batch ([`Workspace::transact`](crate::Workspace::transact)).
 ///
 /// ```
-/// use cubby_host::{Condition, Op};
+/// use cubby_host::ops::{Condition, Op};
 /// let ops = [
 ///     Op::check("lock", Condition::Absent),
 ///     Op::set("job/1", b"queued".to_vec()).in_namespace("jobs"),

@@ -19,7 +19,7 @@ use super::{
 /// and [`Workspace::clear_all`] are about the whole workspace.
 ///
 /// Reads never wait for writers. Writes block until they are committed (and,
-/// with [`Durability::Durable`](crate::Durability), on disk).
+/// with [`Durability::Durable`](crate::options::Durability), on disk).
 ///
 /// ```
 /// use cubby_host::{Storage, StorageOptions};
@@ -98,7 +98,7 @@ impl Workspace {
     }
 
     /// The quota this workspace's writes are checked against: this
-    /// process's override ([`Storage::set_quota`]), else the quota stored
+    /// process's override ([`Storage::override_quota`]), else the quota stored
     /// in the database ([`Storage::store_quota`]), else the default.
     pub fn quota(&self) -> Result<Quota, StorageError> {
         self.storage().quota(self.id())
@@ -131,10 +131,11 @@ impl Workspace {
     /// the state the earlier ops left; if one fails
     /// ([`StorageError::Conflict`] with its index) or any op fails (a limit,
     /// the quota, a counter error), nothing is written. At most
-    /// [`Limits::max_batch_ops`](crate::Limits) ops.
+    /// [`Limits::max_batch_ops`](crate::options::Limits) ops.
     ///
     /// ```
-    /// use cubby_host::{Condition, Op, Outcome, Storage, StorageError, StorageOptions};
+    /// use cubby_host::{Storage, StorageError, StorageOptions};
+    /// use cubby_host::ops::{Condition, Op, Outcome};
     /// # fn main() -> anyhow::Result<()> {
     /// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
     /// let take_lock = || ws.transact(vec![

@@ -25,22 +25,20 @@
 //! `bindings.rs` holds the generated traits, `host.rs` their impls for
 //! [`StorageCtx`], written once and expanded for each version and flavour.
 
-mod bindings;
+pub(crate) mod bindings;
 mod host;
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 
-use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
+use wasmtime::component::{Resource, ResourceTableError};
 
 pub(crate) use host::{add_to_linker, add_to_linker_async};
 
-use crate::context::StorageCtx;
-use crate::engine::{Entry, Namespace, StorageError};
-use crate::host::host_failure;
+use crate::context::{MAX_OPEN_HANDLES, StorageCtx};
+use crate::engine::{Entry, ErrorKind, Namespace, StorageError};
+use crate::guest_error::GuestError;
 
-/// Most buckets and compare-and-swap handles one store may hold open.
-pub(crate) const MAX_OPEN_HANDLES: usize = 1024;
 /// Most `u64` cursors a bucket remembers; an older one is stale.
 const MAX_LIVE_CURSORS: usize = 64;
 
@@ -83,29 +81,14 @@ impl KvError {
 
 impl From<StorageError> for KvError {
     /// `other("<kind>: <message>")`, the kind named as in `cubby:storage`'s
-    /// `error`. Host-side failures are logged in full and reach the guest as
-    /// a short `internal` message.
+    /// `error` ([`GuestError`], the mapping both interfaces share).
     fn from(e: StorageError) -> Self {
-        let message = match e {
-            StorageError::InvalidKey(why) => format!("invalid-key: {why}"),
-            StorageError::InvalidNamespace(why) => format!("invalid-namespace: {why}"),
-            e @ StorageError::ValueTooLarge { .. } => format!("value-too-large: {e}"),
-            StorageError::QuotaExceeded(why) => format!("quota-exceeded: {why}"),
-            StorageError::InvalidCursor => return Self::invalid_cursor(),
-            StorageError::NotACounter => {
-                "not-a-counter: the stored value is not a decimal integer in range".into()
-            }
-            StorageError::Overflow => "overflow: the counter would overflow".into(),
-            e @ StorageError::TooManyOperations { .. } => format!("too-many-operations: {e}"),
-            e @ StorageError::Conflict { .. } => format!("conflict: {e}"),
-            StorageError::InvalidArgument(why) => format!("invalid-argument: {why}"),
-            e @ (StorageError::Corrupt(_)
-            | StorageError::InvalidWorkspace { .. }
-            | StorageError::Backend(_)
-            | StorageError::Unavailable(_)
-            | StorageError::Closed) => format!("internal: {}", host_failure(&e)),
-        };
-        Self::Other(message)
+        let guest = GuestError::from(e);
+        match guest.kind() {
+            // This interface's cursors are a bucket's own.
+            ErrorKind::InvalidCursor => Self::invalid_cursor(),
+            kind => Self::Other(format!("{kind}: {guest}")),
+        }
     }
 }
 
@@ -153,14 +136,6 @@ impl Cursors {
             .map(|(_, cursor)| cursor.clone())
             .ok_or_else(KvError::invalid_cursor)
     }
-}
-
-/// A store's table of open handles, holding at most [`MAX_OPEN_HANDLES`]
-/// (the table reuses freed slots, so its capacity bounds the live ones).
-pub(crate) fn handle_table() -> ResourceTable {
-    let mut table = ResourceTable::new();
-    table.set_max_capacity(MAX_OPEN_HANDLES);
-    table
 }
 
 impl StorageCtx {

@@ -11,6 +11,7 @@
 //! [`StorageCtx`](crate::StorageCtx) and
 //! [`bindings::sync::PluginPre`](crate::bindings::sync::PluginPre).
 
+mod epoch;
 mod error;
 mod plugin;
 mod store;
@@ -31,9 +32,6 @@ pub use plugin::{Plugin, RunOutput};
 use crate::bindings::sync::PluginPre;
 use error::quoted_name;
 use store::HostState;
-
-/// How often the epoch ticker advances; the resolution of the time limit.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Where a plugin's stdout or stderr goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -174,8 +172,10 @@ impl RuntimeBuilder {
     /// Runs plugins on an engine of the embedder's own instead of one the
     /// runtime creates, so that components compiled for it can be shared.
     /// Create it from [`Runtime::engine_config`] (extended as you like): the
-    /// time limit needs epoch interruption, and the runtime increments the
-    /// engine's epoch every 10 ms.
+    /// time limit needs epoch interruption, and Cubby increments the
+    /// engine's epoch every 10 ms while the engine lives, once however many
+    /// runtimes share it (do not increment it yourself as well, or time
+    /// limits end early).
     pub fn engine(mut self, engine: Engine) -> Self {
         self.engine = Some(engine);
         self
@@ -197,7 +197,7 @@ impl RuntimeBuilder {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| crate::add_to_linker(&mut linker, |s: &mut HostState| &mut s.storage))
             .map_err(|e| RuntimeError::Engine(e.into()))?;
-        start_epoch_ticker(&engine).map_err(|e| RuntimeError::Engine(e.into()))?;
+        epoch::keep_ticking(&engine).map_err(|e| RuntimeError::Engine(e.into()))?;
         let pooled = self.pooling && !own_engine;
         let slots = pooled.then(|| Arc::new(Semaphore::new(self.max_instances as usize)));
         Ok(Runtime {
@@ -431,17 +431,59 @@ impl Runtime {
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
-fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("cubby-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// The threads of this process with the ticker's name, once there is
+    /// one and a moment has passed for any other to start (a new thread
+    /// names itself when it starts running).
+    #[cfg(target_os = "linux")]
+    fn ticker_threads() -> usize {
+        for _ in 0..10_000 {
+            if named_threads("cubby-epoch") > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+                return named_threads("cubby-epoch");
             }
-        })
-        .map(drop)
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        0
+    }
+
+    #[cfg(target_os = "linux")]
+    fn named_threads(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|comm| comm.trim() == name)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Two runtimes on one engine advance its epoch once per tick, not
+    /// twice (which would halve their timeouts): one ticker thread, one
+    /// registration of the engine. No other test of this binary builds a
+    /// runtime, so the thread count is this test's own.
+    #[test]
+    fn two_runtimes_on_one_engine_tick_it_once() {
+        let engine = Engine::new(&Runtime::engine_config()).expect("engine");
+        let first = Runtime::builder().engine(engine.clone()).build();
+        let second = Runtime::builder().engine(engine.clone()).build();
+        assert!(first.is_ok() && second.is_ok());
+        assert_eq!(epoch::registrations(&engine), 1);
+        #[cfg(target_os = "linux")]
+        assert_eq!(ticker_threads(), 1);
+        // A runtime with an engine of its own is ticked too, by the same
+        // thread.
+        let own = Runtime::builder().build().expect("runtime");
+        assert_eq!(epoch::registrations(own.engine()), 1);
+        #[cfg(target_os = "linux")]
+        assert_eq!(ticker_threads(), 1);
+    }
 }

@@ -44,9 +44,9 @@ pub struct RunOutput {
     /// The exit code: 0 when `main` returned normally, the code passed to
     /// `std::process::exit` otherwise, 1 when `main` returned an error.
     pub exit_code: i32,
-    /// Captured stdout (empty unless [`Output::Capture`](crate::Output::Capture)).
+    /// Captured stdout (empty unless [`Output::Capture`](crate::options::Output::Capture)).
     pub stdout: Vec<u8>,
-    /// Captured stderr (empty unless [`Output::Capture`](crate::Output::Capture)).
+    /// Captured stderr (empty unless [`Output::Capture`](crate::options::Output::Capture)).
     pub stderr: Vec<u8>,
 }
 

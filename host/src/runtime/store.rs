@@ -6,12 +6,16 @@ use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::{EPOCH_TICK, Output, Runtime};
+use super::epoch::EPOCH_TICK;
+use super::{Output, Runtime};
 use crate::context::StorageCtx;
 use crate::engine::Workspace;
 
 /// Most bytes of stdout or stderr kept per call in [`Output::Capture`] mode.
 const CAPTURE_LIMIT: usize = 1024 * 1024;
+/// Most elements a plugin's table may grow to (a Rust plugin's function
+/// table holds a few hundred); growing past it fails as the spec says.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// The data of one store: WASI state, the storage context and the limiter.
 pub(crate) struct HostState {
@@ -123,6 +127,6 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }

@@ -8,7 +8,8 @@
 
 use std::io::Write;
 
-use cubby_host::{Durability, Storage, StorageOptions};
+use cubby_host::options::Durability;
+use cubby_host::{Storage, StorageOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -16,7 +16,9 @@
 
 use std::io::Write;
 
-use cubby_host::{Quota, Storage, StorageError, StorageOptions, WriteOptions};
+use cubby_host::ops::WriteOptions;
+use cubby_host::options::Quota;
+use cubby_host::{Storage, StorageError, StorageOptions};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -38,7 +40,7 @@ fn main() -> Result<()> {
                 max_keys: 1_000_000,
                 max_bytes: bytes.parse()?,
             };
-            options.quotas.insert((*ws).to_owned(), quota);
+            options.quota_overrides.insert((*ws).to_owned(), quota);
             let ws = open(options)?.workspace(ws)?;
             for i in from.parse::<u32>()?..to.parse()? {
                 let key = format!("k{i:03}");

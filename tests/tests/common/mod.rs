@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use cubby_artifacts as guests;
+use cubby_host::options::Output;
 use cubby_host::testing::Place;
-use cubby_host::{Output, Plugin, Runtime, RuntimeBuilder, StorageOptions, Workspace};
+use cubby_host::{Plugin, Runtime, RuntimeBuilder, StorageOptions, Workspace};
 use serde_json::{Value, json};
 
 /// A runtime builder for tests: stdout and stderr captured, and compiled
@@ -21,14 +22,20 @@ pub fn runtime_builder() -> RuntimeBuilder {
         .timeout(Duration::from_secs(120))
 }
 
-/// Loads a guest built by `cubby-artifacts`.
+/// Loads a guest built by `cubby-artifacts` (or `cubby-polyglot`) on
+/// `runtime`. Loads are one at a time: the first load of a component
+/// compiles it (seconds of Cranelift for the 12-19 MB Python and JavaScript
+/// ones) into the shared cache, and every later one, in any test, reads it
+/// from there.
+pub async fn load_with(runtime: &Runtime, path: &str) -> Plugin {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
+    runtime.load_file(path).await.unwrap()
+}
+
+/// Loads a guest on a runtime of its own, built by [`runtime_builder`].
 pub async fn load(path: &str) -> Plugin {
-    runtime_builder()
-        .build()
-        .unwrap()
-        .load_file(path)
-        .await
-        .unwrap()
+    load_with(&runtime_builder().build().unwrap(), path).await
 }
 
 /// Sends one JSON request to a plugin and returns its JSON answer.

@@ -22,7 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Cleared, CommitStats, Entry, Op, Outcome, Quota, StorageError, TransferError, Usage};
+use super::{
+    Cleared, CommitStats, Entry, Op, Outcome, Quota, QuotaSource, StorageError, TransferError,
+    Usage,
+};
 
 pub(crate) mod postgres;
 pub(crate) mod redb;
@@ -72,9 +75,9 @@ pub(crate) struct WriteRequest {
 /// transaction, so a quota set by another process applies at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct QuotaRule {
-    /// Set in this process ([`Storage::set_quota`](crate::Storage::set_quota)).
+    /// Set in this process ([`Storage::override_quota`](crate::Storage::override_quota)).
     pub fixed: Option<Quota>,
-    /// From [`Limits`](crate::Limits).
+    /// From [`Limits`](crate::options::Limits).
     pub default: Quota,
 }
 
@@ -93,7 +96,17 @@ impl QuotaRule {
 
     /// The quota that applies, given the one stored for the workspace.
     pub fn resolve(self, stored: Option<Quota>) -> Quota {
-        self.fixed.or(stored).unwrap_or(self.default)
+        self.resolve_from(stored).0
+    }
+
+    /// The quota that applies, given the one stored for the workspace, and
+    /// where it comes from.
+    pub fn resolve_from(self, stored: Option<Quota>) -> (Quota, QuotaSource) {
+        match (self.fixed, stored) {
+            (Some(quota), _) => (quota, QuotaSource::Override),
+            (None, Some(quota)) => (quota, QuotaSource::Stored),
+            (None, None) => (self.default, QuotaSource::Default),
+        }
     }
 
     /// The quota that applies; `stored` (a read of the database) is called

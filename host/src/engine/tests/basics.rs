@@ -2,8 +2,9 @@
 //! compare-and-swap, on every backend.
 
 use super::*;
+use crate::StorageError;
+use crate::ops::{Condition, KeyPage, Usage, WriteOptions};
 use crate::testing::assert_usage_is_exact;
-use crate::{Condition, KeyPage, StorageError, Usage, WriteOptions};
 
 fn set_get_delete_exists(place: &Place) {
     let ws = open(place).workspace("w").unwrap();
@@ -403,7 +404,10 @@ fn a_batch_keeps_the_last_value_of_a_repeated_key(place: &Place) {
 }
 
 fn data_persists_across_reopen_in_both_durability_modes(place: &Place) {
-    for durability in [crate::Durability::Durable, crate::Durability::Relaxed] {
+    for durability in [
+        crate::options::Durability::Durable,
+        crate::options::Durability::Relaxed,
+    ] {
         let options = StorageOptions {
             durability,
             ..StorageOptions::default()

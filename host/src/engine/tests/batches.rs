@@ -1,8 +1,9 @@
 //! Transactions, batches and namespaces, on every backend.
 
 use super::*;
+use crate::StorageError;
+use crate::ops::{Condition, Op, Outcome, Usage, WriteOptions};
 use crate::testing::{assert_usage_is_exact, audit};
-use crate::{Condition, Op, Outcome, StorageError, Usage, WriteOptions};
 
 fn transactions_are_all_or_nothing(place: &Place) {
     let storage = with_limits(place, |l| {

@@ -2,9 +2,10 @@
 //! every backend.
 
 use super::*;
+use crate::StorageError;
 use crate::engine::sweeper::SWEEP_BUDGET;
+use crate::ops::{Action, Op, Usage, WriteOptions};
 use crate::testing::{assert_usage_is_exact, audit};
-use crate::{Action, Op, StorageError, Usage, WriteOptions};
 
 fn expired_entries_are_never_returned(place: &Place) {
     let clock = ManualClock::new(1_000);

@@ -17,8 +17,9 @@ mod transfer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::testing::Place;
-use crate::{Limits, ManualClock, Namespace, Storage, StorageOptions};
+use crate::options::{Limits, ManualClock};
+use crate::testing::{Place, all_keys};
+use crate::{Namespace, Storage, StorageOptions};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -44,10 +45,6 @@ fn manual(place: &Place, clock: &ManualClock, f: impl FnOnce(&mut StorageOptions
     };
     f(&mut options);
     place.open(options)
-}
-
-fn all_keys(keys: crate::Keys<'_>) -> Vec<String> {
-    keys.collect::<Result<_, _>>().unwrap()
 }
 
 /// The ids of the workspaces that hold data, in order.

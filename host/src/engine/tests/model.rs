@@ -9,8 +9,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::*;
+use crate::ops::{Condition, Op, Outcome, Usage, WriteOptions};
 use crate::testing::Backend;
-use crate::{Condition, Op, Outcome, StorageError, Usage, Workspace, WriteOptions};
+use crate::{StorageError, Workspace};
 
 /// Two workspace ids, one a prefix of the other (made unique per case).
 const WORKSPACES: [&str; 2] = ["a", "ab"];

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::testing::{assert_usage_is_exact, postgres_url, sql};
-use crate::{OpenError, PostgresOptions, StorageError};
+use crate::{OpenError, StorageError};
 
 /// The whole error chain on one line, as the CLI prints it.
 fn chain(e: &OpenError) -> String {
@@ -12,10 +12,8 @@ fn chain(e: &OpenError) -> String {
 }
 
 fn connect(url: &str) -> Result<Storage, OpenError> {
-    let options = StorageOptions {
-        postgres: PostgresOptions::default().connect_timeout(SEC * 3),
-        ..StorageOptions::default()
-    };
+    let mut options = StorageOptions::default();
+    options.postgres.connect_timeout = SEC * 3;
     Storage::connect(url, options)
 }
 
@@ -181,7 +179,7 @@ fn a_schema_1_database_gains_the_quotas_table() {
     let storage = connect(&place.db_arg()).unwrap();
     let ws = storage.workspace("w").unwrap();
     assert_eq!(ws.get("k").unwrap().unwrap(), b"v");
-    let quota = crate::Quota {
+    let quota = crate::options::Quota {
         max_keys: 1,
         max_bytes: 1,
     };
@@ -248,10 +246,9 @@ fn calls_beyond_the_pool_size_wait_for_a_connection() {
     let Some(place) = Place::postgres() else {
         return;
     };
-    let storage = place.open(StorageOptions {
-        postgres: PostgresOptions::default().pool_size(2),
-        ..StorageOptions::default()
-    });
+    let mut options = StorageOptions::default();
+    options.postgres.pool_size = 2;
+    let storage = place.open(options);
     std::thread::scope(|s| {
         for t in 0..32 {
             let ws = storage.workspace("w").unwrap();

@@ -1,8 +1,10 @@
 //! Usage and quotas, on every backend.
 
 use super::*;
+use crate::StorageError;
+use crate::ops::{Usage, WriteOptions};
+use crate::options::Quota;
 use crate::testing::assert_usage_is_exact;
-use crate::{Quota, StorageError, Usage, WriteOptions};
 
 fn usage_is_exact_and_quotas_are_checked_before_writing(place: &Place) {
     let storage = with_limits(place, |l| {
@@ -51,7 +53,7 @@ fn racing_writers_never_pass_the_quota_and_usage_survives_restart(place: &Place)
     };
     let open = || {
         let mut options = StorageOptions::default();
-        options.quotas.insert("w".into(), quota);
+        options.quota_overrides.insert("w".into(), quota);
         place.open(options)
     };
     let storage = open();
@@ -99,7 +101,7 @@ fn racing_writers_never_pass_the_quota_and_usage_survives_restart(place: &Place)
     assert_usage_is_exact(&storage, "w");
     // A quota raised at run time applies to the next write.
     storage
-        .set_quota(
+        .override_quota(
             "w",
             Some(Quota {
                 max_keys: 1_000,
@@ -138,7 +140,7 @@ fn a_lowered_quota_lets_a_workspace_shrink_but_not_grow(place: &Place) {
         .unwrap();
     assert_eq!(ws.usage().unwrap(), Usage { keys: 4, bytes: 28 });
     storage
-        .set_quota(
+        .override_quota(
             "w",
             Some(Quota {
                 max_keys: 2,
@@ -158,7 +160,7 @@ fn a_lowered_quota_lets_a_workspace_shrink_but_not_grow(place: &Place) {
     ws.set("k0", b"1").unwrap(); // shrinking is allowed
     assert!(ws.delete("k1").unwrap());
     assert_eq!(ws.usage().unwrap(), Usage { keys: 3, bytes: 17 });
-    storage.set_quota("w", None).unwrap();
+    storage.override_quota("w", None).unwrap();
     ws.set("new", b"").unwrap();
 }
 

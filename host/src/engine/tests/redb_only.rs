@@ -7,7 +7,8 @@ use super::*;
 use crate::engine::backend::redb::{
     ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA, QUOTAS, Record, USAGE,
 };
-use crate::{OpenError, StorageError, Usage};
+use crate::ops::Usage;
+use crate::{OpenError, StorageError};
 
 /// Writes to the database file at `path` with raw redb, behind the engine's
 /// back.
@@ -202,7 +203,7 @@ fn schema_2_databases_gain_the_quotas_table() {
         storage.workspace("w").unwrap().get("k").unwrap().unwrap(),
         b"v"
     );
-    let quota = crate::Quota {
+    let quota = crate::options::Quota {
         max_keys: 1,
         max_bytes: 1,
     };

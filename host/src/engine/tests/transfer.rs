@@ -1,10 +1,11 @@
 //! Export, import and stored quotas, on every backend.
 
 use super::*;
+use crate::ops::{Usage, WriteOptions};
+use crate::options::Quota;
 use crate::testing::assert_usage_is_exact;
-use crate::{
-    ExportOptions, ImportMode, Quota, StorageError, TransferError, Usage, Workspace, WriteOptions,
-};
+use crate::transfer::{ExportOptions, ImportMode, TransferError};
+use crate::{StorageError, Workspace};
 
 /// Everything a workspace holds, as the API shows it: (namespace, key,
 /// value, time left).
@@ -265,8 +266,8 @@ fn an_export_taken_while_writers_run_is_one_snapshot(place: &Place) {
         let ops = (0..pairs)
             .flat_map(|i| {
                 [
-                    crate::Op::set(format!("{i:04}/x"), n.to_string()),
-                    crate::Op::set(format!("{i:04}/y"), n.to_string()),
+                    crate::ops::Op::set(format!("{i:04}/x"), n.to_string()),
+                    crate::ops::Op::set(format!("{i:04}/y"), n.to_string()),
                 ]
             })
             .collect::<Vec<_>>();
@@ -344,10 +345,10 @@ fn stored_quotas_bind_every_handle_until_a_process_overrides_them(place: &Place)
     ));
     assert!(ws2.delete("b").unwrap());
     // This process's override wins over the stored quota.
-    other.set_quota("w", Some(one_kib)).unwrap();
+    other.override_quota("w", Some(one_kib)).unwrap();
     assert_eq!(ws2.quota().unwrap(), one_kib);
     ws2.set("c", b"").unwrap();
-    other.set_quota("w", None).unwrap();
+    other.override_quota("w", None).unwrap();
     storage.store_quota("w", None).unwrap();
     assert_eq!(storage.stored_quota("w").unwrap(), None);
     assert_eq!(ws2.quota().unwrap(), Limits::default().default_quota());
@@ -365,7 +366,7 @@ fn staging_areas_are_invisible_and_abandoned_ones_are_removed_a_day_later(place:
             .backend()
             .write(crate::engine::backend::WriteRequest {
                 workspace: id.as_str().into(),
-                ops: vec![crate::Op::set("k", b"staged".to_vec())],
+                ops: vec![crate::ops::Op::set("k", b"staged".to_vec())],
                 now_ms: storage.now_ms(),
                 quota: crate::engine::backend::QuotaRule::unlimited(),
             })

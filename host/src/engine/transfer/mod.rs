@@ -5,7 +5,7 @@
 //! # How an import stays all-or-nothing
 //! An import is staged, then published:
 //! 1. Entries are read, checked (keys, namespaces, value sizes against this
-//!    database's [`Limits`](crate::Limits)) and written in bounded
+//!    database's [`Limits`](crate::options::Limits)) and written in bounded
 //!    transactions (at most 1,000 entries or 4 MiB each) into a **staging
 //!    area**: a workspace whose id starts with `~import~`, which no caller
 //!    can name (`~` is not allowed in ids), so no plugin or listing sees
@@ -44,6 +44,7 @@ const PROGRESS_EVERY: u64 = 1000;
 
 /// How [`Workspace::import`] treats what the workspace already holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ImportMode {
     /// Entries in the file overwrite the keys they name; every other entry
     /// stays.
@@ -142,7 +143,8 @@ impl Workspace {
     /// a buffer and flushed at the end.
     ///
     /// ```
-    /// use cubby_host::{ImportMode, Storage, StorageOptions};
+    /// use cubby_host::{Storage, StorageOptions};
+    /// use cubby_host::transfer::ImportMode;
     /// # fn main() -> anyhow::Result<()> {
     /// let storage = Storage::in_memory(StorageOptions::default())?;
     /// let a = storage.workspace("a")?;

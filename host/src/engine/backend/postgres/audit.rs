@@ -3,7 +3,8 @@
 use deadpool_postgres::Object;
 
 use super::read::{col, usage_at};
-use super::{BoxFuture, Failure, from_db, to_db};
+use super::retry::{BoxFuture, Failure};
+use super::{from_db, to_db};
 use crate::engine::backend::Audit;
 
 pub(super) fn audit<'a>(

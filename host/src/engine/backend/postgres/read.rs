@@ -5,7 +5,8 @@
 use deadpool_postgres::Object;
 use deadpool_postgres::tokio_postgres::types::{FromSql, ToSql};
 
-use super::{BoxFuture, Failure, from_db, to_db};
+use super::retry::{BoxFuture, Failure};
+use super::{from_db, to_db};
 use crate::engine::accounting::live;
 use crate::engine::backend::{Page, Row};
 use crate::engine::{StorageError, Usage};

@@ -7,8 +7,9 @@ use deadpool_postgres::Object;
 use futures_util::future::join;
 
 use super::read::{col, text};
+use super::retry::{BoxFuture, Failure};
 use super::txn::{LOCK, Writes, begin, finish, rollback};
-use super::{BoxFuture, Failure, from_db, to_db};
+use super::{from_db, to_db};
 
 /// Up to `$3` entries of workspace `$1` expired at `$2`, oldest first, with
 /// what they account for.

@@ -1,4 +1,4 @@
-//! Stored quotas, exports and publishing an import's staging area.
+//! Exports, and publishing an import's staging area.
 //!
 //! An export reads in one `REPEATABLE READ, READ ONLY` transaction (one
 //! snapshot however long it runs), a page of entries per statement, so
@@ -12,105 +12,96 @@
 //! Citus the copy runs through the coordinator.
 
 use deadpool_postgres::Object;
-use deadpool_postgres::tokio_postgres::types::ToSql;
+use deadpool_postgres::tokio_postgres::{self, types::ToSql};
 
+use super::quota::quota_at;
 use super::read::{col, text, usage_at};
+use super::retry::{BoxFuture, Connection, Failure, failure_error, statement_error};
 use super::txn::{LOCK, LOCK_OR_CREATE, rollback};
-use super::{BoxFuture, Failure, from_db, to_db};
+use super::{PostgresBackend, from_db, to_db};
 use crate::engine::accounting::check_quota;
-use crate::engine::backend::{Publish, Published};
-use crate::engine::{Quota, StorageError, Usage};
+use crate::engine::backend::{ExportSink, Exported, Publish, Published};
+use crate::engine::{StorageError, TransferError, Usage};
 
 /// Entries read per statement of an export.
-pub(super) const EXPORT_PAGE: i64 = 1000;
+const EXPORT_PAGE: i64 = 1000;
 
-/// A stored quota in columns `at` and `at + 1` (both `NULL`: none), as in
-/// a row locked by `LOCK_OR_CREATE`.
-pub(super) fn quota_at(
-    row: &deadpool_postgres::tokio_postgres::Row,
-    at: usize,
-) -> Result<Option<Quota>, Failure> {
-    let keys: Option<i64> = col(row, at)?;
-    let bytes: Option<i64> = col(row, at + 1)?;
-    Ok(keys.zip(bytes).map(|(k, b)| Quota {
-        max_keys: from_db(k),
-        max_bytes: from_db(b),
-    }))
-}
-
-pub(super) fn stored_quota<'a>(
-    c: &'a mut Object,
-    ws: &'a String,
-) -> BoxFuture<'a, Result<Option<Quota>, Failure>> {
-    Box::pin(async move {
-        let row = c
-            .query_opt(
-                "SELECT max_keys, max_bytes FROM cubby_quotas WHERE workspace = $1",
-                &[&ws.as_bytes()],
-            )
-            .await?;
-        match row {
-            Some(row) => quota_at(&row, 0),
-            None => Ok(None),
+/// Streams a workspace's live entries to `sink` (see
+/// [`Backend::export`](crate::engine::backend::Backend::export)): one
+/// connection and one snapshot for the whole export; each statement gets
+/// the request deadline, the export as a whole none.
+pub(super) fn export(
+    b: &PostgresBackend,
+    ws: &str,
+    namespaces: &[String],
+    now_ms: u64,
+    sink: &mut ExportSink<'_>,
+) -> Result<(), TransferError> {
+    let mut conn = b.deliver(b.runner.run(Connection::get(&b.pool)))?;
+    let c = conn.object()?;
+    answer(
+        b,
+        b.runner
+            .run(c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")),
+    )?;
+    let ws_b = ws.as_bytes();
+    let names: Vec<&[u8]> = namespaces.iter().map(|n| n.as_bytes()).collect();
+    let now = to_db(now_ms);
+    let totals = answer(
+        b,
+        b.runner
+            .run(c.query_one(EXPORT_TOTALS, &[&ws_b, &now, &names])),
+    )?;
+    sink(Exported::Totals(
+        usage_at(&totals, 0).map_err(failure_error)?,
+    ))?;
+    let page = answer(b, b.runner.run(c.prepare(EXPORT_PAGE_SQL)))?;
+    let (mut after_ns, mut after_key) = (Vec::new(), Vec::new());
+    loop {
+        let rows = answer(
+            b,
+            b.runner.run(c.query(
+                &page,
+                &[&ws_b, &now, &names, &after_ns, &after_key, &EXPORT_PAGE],
+            )),
+        )?;
+        for r in &rows {
+            let (ns, key, value, expires_at_ms) = exported_row(r).map_err(failure_error)?;
+            sink(Exported::Entry {
+                ns: &ns,
+                key: &key,
+                value: &value,
+                expires_at_ms,
+            })?;
+            after_ns = ns.into_bytes();
+            after_key = key.into_bytes();
         }
-    })
-}
-
-pub(super) fn stored_quotas<'a>(
-    c: &'a mut Object,
-    _: &'a (),
-) -> BoxFuture<'a, Result<Vec<(String, Quota)>, Failure>> {
-    Box::pin(async move {
-        let rows = c
-            .query(
-                "SELECT workspace, max_keys, max_bytes FROM cubby_quotas ORDER BY workspace",
-                &[],
-            )
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(q) = quota_at(row, 1)? {
-                out.push((text(col(row, 0)?)?, q));
-            }
+        if (rows.len() as i64) < EXPORT_PAGE {
+            break;
         }
-        Ok(out)
-    })
+    }
+    answer(b, b.runner.run(c.batch_execute("COMMIT")))?;
+    conn.release(());
+    Ok(())
 }
 
-pub(super) fn store_quota<'a>(
-    c: &'a mut Object,
-    (ws, quota): &'a (String, Option<Quota>),
-) -> BoxFuture<'a, Result<(), Failure>> {
-    Box::pin(async move {
-        let ws = ws.as_bytes();
-        match quota {
-            Some(q) => {
-                c.execute(
-                    "INSERT INTO cubby_quotas (workspace, max_keys, max_bytes) VALUES ($1, $2, $3)
-                     ON CONFLICT (workspace) DO UPDATE
-                     SET max_keys = EXCLUDED.max_keys, max_bytes = EXCLUDED.max_bytes",
-                    &[&ws, &to_db(q.max_keys), &to_db(q.max_bytes)],
-                )
-                .await?
-            }
-            None => {
-                c.execute("DELETE FROM cubby_quotas WHERE workspace = $1", &[&ws])
-                    .await?
-            }
-        };
-        Ok(())
-    })
+/// One statement's answer, outside the retry loop.
+fn answer<T>(
+    b: &PostgresBackend,
+    answer: Option<Result<T, tokio_postgres::Error>>,
+) -> Result<T, StorageError> {
+    b.deliver(answer.map(|r| r.map_err(statement_error)))
 }
 
 /// The live totals of a workspace, or of some of its namespaces.
-pub(super) const EXPORT_TOTALS: &str = "
+const EXPORT_TOTALS: &str = "
     SELECT count(*), coalesce(sum(length(key) + length(value)), 0)::BIGINT
     FROM cubby_entries
     WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)
       AND (cardinality($3::BYTEA[]) = 0 OR namespace = ANY($3))";
 
 /// One page of live entries after a (namespace, key).
-pub(super) const EXPORT_PAGE_SQL: &str = "
+const EXPORT_PAGE_SQL: &str = "
     SELECT namespace, key, value, expires_at FROM cubby_entries
     WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)
       AND (cardinality($3::BYTEA[]) = 0 OR namespace = ANY($3))
@@ -118,7 +109,7 @@ pub(super) const EXPORT_PAGE_SQL: &str = "
     ORDER BY namespace, key LIMIT $6";
 
 /// One row of `EXPORT_PAGE_SQL`: namespace, key, value, deadline.
-pub(super) fn exported_row(
+fn exported_row(
     r: &deadpool_postgres::tokio_postgres::Row,
 ) -> Result<(String, String, Vec<u8>, Option<u64>), Failure> {
     Ok((
@@ -247,13 +238,4 @@ async fn publish_in(c: &Object, p: &Publish) -> Result<Published, Failure> {
     .await?;
     c.batch_execute("COMMIT").await.map_err(Failure::Commit)?;
     Ok(Published { written, expired })
-}
-
-/// Why an export's statement failed, as the storage reports it.
-pub(super) fn export_error(e: deadpool_postgres::tokio_postgres::Error) -> StorageError {
-    if e.as_db_error().is_some() {
-        StorageError::Backend(std::sync::Arc::new(e))
-    } else {
-        StorageError::Unavailable(std::sync::Arc::new(e))
-    }
 }

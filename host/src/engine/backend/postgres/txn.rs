@@ -19,7 +19,8 @@ use deadpool_postgres::tokio_postgres::Error as PgError;
 use deadpool_postgres::tokio_postgres::types::ToSql;
 use futures_util::future::{join, join3};
 
-use super::{Failure, to_db};
+use super::retry::Failure;
+use super::to_db;
 use crate::engine::accounting::UsageChange;
 use crate::engine::backend::Row;
 

@@ -19,11 +19,12 @@ use deadpool_postgres::Object;
 use deadpool_postgres::tokio_postgres::types::ToSql;
 use futures_util::future::join;
 
+use super::from_db;
+use super::quota::quota_at;
 use super::read::{col, row_at, text};
+use super::retry::{BoxFuture, Failure};
 use super::sweep::expired_rows;
-use super::transfer::quota_at;
 use super::txn::{LOCK, LOCK_OR_CREATE, Writes, begin, finish, rollback};
-use super::{BoxFuture, Failure, from_db};
 use crate::engine::accounting::{UsageChange, check_quota, entry_bytes};
 use crate::engine::backend::{Row, WriteRequest};
 use crate::engine::stage::{Changes, Slot, Staged, stage};

@@ -6,7 +6,9 @@
 //! - `snapshot.rs`: the read snapshot reads share until the next commit;
 //! - `read.rs`: reads, from that snapshot;
 //! - `writer.rs`: the writer thread and its group commit;
-//! - `apply.rs`: one write request or `clear` step inside a transaction;
+//! - `tables.rs`: the tables a write transaction works on;
+//! - `apply.rs`: one write request, `clear` step, quota or import inside a
+//!   transaction;
 //! - `sweep.rs`: removing expired entries through the expiry index.
 //!
 //! Threads: every write goes to one writer thread (`cubby-writer`), which
@@ -21,13 +23,14 @@ mod record;
 mod schema;
 mod snapshot;
 mod sweep;
+mod tables;
 mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use snapshot::{Snapshot, Snapshots};
-use writer::{Done, Shared, Work, Writer};
+use writer::{Kind, Shared, Writer};
 
 use super::{
     Backend, Counters, ExportSink, Page, Publish, Published, Row, SweepPass, WriteRequest,
@@ -163,10 +166,9 @@ impl Backend for RedbBackend {
     }
 
     fn write(&self, request: WriteRequest) -> Result<Vec<Outcome>, StorageError> {
-        match self.writer.submit(Work::Write(request))? {
-            Done::Write(outcomes) => Ok(outcomes),
-            _ => Err(mismatch()),
-        }
+        self.writer.submit(Kind::Write, move |t, next_version| {
+            apply::write(t, request, next_version)
+        })
     }
 
     fn commit_stats(&self) -> CommitStats {
@@ -180,16 +182,10 @@ impl Backend for RedbBackend {
         budget: usize,
         now_ms: u64,
     ) -> Result<Cleared, StorageError> {
-        let work = Work::Clear {
-            workspace: ws.to_owned(),
-            namespace: ns.to_owned(),
-            budget,
-            now_ms,
-        };
-        match self.writer.submit(work)? {
-            Done::Cleared(cleared) => Ok(cleared),
-            _ => Err(mismatch()),
-        }
+        let (ws, ns) = (ws.to_owned(), ns.to_owned());
+        self.writer.submit(Kind::Upkeep, move |t, _| {
+            apply::clear(t, &ws, &ns, budget, now_ms)
+        })
     }
 
     fn remove_workspace(
@@ -198,15 +194,10 @@ impl Backend for RedbBackend {
         budget: usize,
         now_ms: u64,
     ) -> Result<Cleared, StorageError> {
-        let work = Work::RemoveWorkspace {
-            workspace: ws.to_owned(),
-            budget,
-            now_ms,
-        };
-        match self.writer.submit(work)? {
-            Done::Cleared(cleared) => Ok(cleared),
-            _ => Err(mismatch()),
-        }
+        let ws = ws.to_owned();
+        self.writer.submit(Kind::Upkeep, move |t, _| {
+            apply::remove_workspace(t, &ws, budget, now_ms)
+        })
     }
 
     fn sweep(
@@ -215,15 +206,11 @@ impl Backend for RedbBackend {
         budget: usize,
         now_ms: u64,
     ) -> Result<SweepPass, StorageError> {
-        let work = Work::Sweep {
-            from: resume,
-            budget,
-            now_ms,
-        };
-        match self.writer.submit(work)? {
-            Done::Swept(pass) => Ok(pass),
-            _ => Err(mismatch()),
-        }
+        self.writer.submit(Kind::Upkeep, move |t, _| {
+            let pass = sweep::sweep_pass(t, resume, budget, now_ms)?;
+            let changed = pass.removed > 0;
+            Ok((pass, changed))
+        })
     }
 
     fn stored_quota(&self, ws: &str) -> Result<Option<Quota>, StorageError> {
@@ -231,14 +218,10 @@ impl Backend for RedbBackend {
     }
 
     fn store_quota(&self, ws: &str, quota: Option<Quota>) -> Result<(), StorageError> {
-        let work = Work::StoreQuota {
-            workspace: ws.to_owned(),
-            quota,
-        };
-        match self.writer.submit(work)? {
-            Done::Stored => Ok(()),
-            _ => Err(mismatch()),
-        }
+        let ws = ws.to_owned();
+        self.writer.submit(Kind::Upkeep, move |t, _| {
+            Ok(((), apply::store_quota(t, &ws, quota)?))
+        })
     }
 
     fn stored_quotas(&self) -> Result<Vec<(String, Quota)>, StorageError> {
@@ -257,21 +240,14 @@ impl Backend for RedbBackend {
     }
 
     fn publish(&self, publish: &Publish) -> Result<Published, StorageError> {
-        match self.writer.submit(Work::Publish(publish.clone()))? {
-            Done::Published(published) => Ok(published),
-            _ => Err(mismatch()),
-        }
+        let publish = publish.clone();
+        self.writer.submit(Kind::Upkeep, move |t, next_version| {
+            apply::publish(t, &publish, next_version)
+        })
     }
 
     #[cfg(any(test, feature = "testing"))]
     fn audit(&self, ws: &str, now_ms: u64) -> Result<super::Audit, StorageError> {
         audit::audit(&self.db, ws, now_ms)
     }
-}
-
-/// The writer answered a request with a reply of another kind: cannot
-/// happen, but is an error rather than a panic.
-fn mismatch() -> StorageError {
-    tracing::error!("the redb writer answered with a reply of the wrong kind");
-    StorageError::Closed
 }

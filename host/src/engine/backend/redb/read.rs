@@ -6,10 +6,10 @@ use std::ops::Bound;
 
 use redb::ReadableTable;
 
-use super::apply::row_at;
 use super::record::Record;
 use super::schema::{EXPIRY, ExpiryKey, NS_USAGE, QUOTAS, USAGE, expired_range};
 use super::snapshot::Snapshot;
+use super::tables::row_at;
 use crate::engine::accounting::live;
 use crate::engine::backend::{ExportSink, Exported, Page, Row};
 use crate::engine::{Quota, StorageError, TransferError, Usage};

@@ -3,8 +3,8 @@
 
 use redb::ReadableTable;
 
-use super::apply::Tables;
 use super::schema::expired_range;
+use super::tables::Tables;
 use crate::engine::StorageError;
 use crate::engine::accounting::UsageChange;
 use crate::engine::backend::SweepPass;

@@ -14,18 +14,17 @@
 //! fsync.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
 
-use super::apply::{self, Tables};
 use super::schema::{META, META_NEXT_VERSION};
 use super::snapshot::Snapshots;
-use super::sweep::sweep_pass;
-use crate::engine::backend::{Counters, Publish, Published, SweepPass, WriteRequest};
-use crate::engine::{Cleared, Durability, Outcome, Quota, StorageError};
+use super::tables::Tables;
+use crate::engine::backend::Counters;
+use crate::engine::{Durability, StorageError};
 
 /// Most requests committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -34,44 +33,33 @@ const GATHER_GAP: Duration = Duration::from_micros(50);
 /// In relaxed mode, the longest time a commit stays non-durable.
 const RELAXED_FLUSH: Duration = Duration::from_secs(1);
 
-/// What a request asks the writer to do.
-pub(crate) enum Work {
-    Write(WriteRequest),
-    Clear {
-        workspace: String,
-        namespace: String,
-        budget: usize,
-        now_ms: u64,
-    },
-    RemoveWorkspace {
-        workspace: String,
-        budget: usize,
-        now_ms: u64,
-    },
-    Sweep {
-        from: Option<String>,
-        budget: usize,
-        now_ms: u64,
-    },
-    StoreQuota {
-        workspace: String,
-        quota: Option<Quota>,
-    },
-    Publish(Publish),
+/// Whether a request is a write request, counted in
+/// [`CommitStats::writes`](crate::ops::CommitStats), or upkeep (clearing,
+/// sweeping, quotas, publishing an import).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Write,
+    Upkeep,
 }
 
-/// What the writer did for a request.
-pub(crate) enum Done {
-    Write(Vec<Outcome>),
-    Cleared(Cleared),
-    Swept(SweepPass),
-    Stored,
-    Published(Published),
+/// A request as the writer runs it: applied to the group's tables with the
+/// next free version; the outer error is a backend failure, which aborts
+/// the whole group.
+type Apply =
+    Box<dyn for<'t> FnOnce(&mut Tables<'t>, &mut u64) -> Result<Applied, StorageError> + Send>;
+
+/// What applying a request left: whether it changed anything, and its
+/// answer, sent once the group has committed.
+struct Applied {
+    changed: bool,
+    answer: Box<dyn FnOnce() + Send>,
 }
 
 struct Job {
-    work: Work,
-    reply: SyncSender<Result<Done, StorageError>>,
+    kind: Kind,
+    apply: Apply,
+    /// Answers the request with its group's failure instead.
+    fail: Box<dyn FnOnce(StorageError) + Send>,
 }
 
 /// What the writer shares with the readers.
@@ -103,13 +91,47 @@ impl Writer {
         })
     }
 
-    /// Sends a request and blocks until it is committed (or refused).
-    pub fn submit(&self, work: Work) -> Result<Done, StorageError> {
+    /// Sends a request and blocks until its group is committed (or the
+    /// request refused). `apply` runs on the writer thread, inside the
+    /// group's transaction, with the next free version; it returns its
+    /// answer and whether it changed anything. A request that fails with
+    /// anything but [`StorageError::Backend`] must have written nothing: it
+    /// leaves no trace in the shared transaction and gets its error; a
+    /// backend failure fails the whole group.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        kind: Kind,
+        apply: impl for<'t> FnOnce(&mut Tables<'t>, &mut u64) -> Result<(T, bool), StorageError>
+        + Send
+        + 'static,
+    ) -> Result<T, StorageError> {
         let (reply, answer) = mpsc::sync_channel(1);
+        let failed = reply.clone();
+        let job = Job {
+            kind,
+            apply: Box::new(move |tables, next_version| {
+                let (result, changed) = match apply(tables, next_version) {
+                    Err(e @ StorageError::Backend(_)) => return Err(e),
+                    Err(e) => (Err(e), false),
+                    Ok((value, changed)) => (Ok(value), changed),
+                };
+                Ok(Applied {
+                    changed,
+                    answer: Box::new(move || {
+                        // The caller may have gone away; a committed write
+                        // stays committed.
+                        let _ = reply.send(result);
+                    }),
+                })
+            }),
+            fail: Box::new(move |e| {
+                let _ = failed.send(Err(e));
+            }),
+        };
         self.tx
             .as_ref()
             .ok_or(StorageError::Closed)?
-            .send(Job { work, reply })
+            .send(job)
             .map_err(|_| StorageError::Closed)?;
         answer.recv().map_err(|_| StorageError::Closed)?
     }
@@ -257,94 +279,56 @@ fn flush_now(shared: &Shared) -> bool {
 /// anything was committed. A backend failure aborts the group (nothing
 /// committed) and is sent to every job.
 fn commit_group(shared: &Shared, group: Vec<Job>, durable: bool) -> Result<bool, StorageError> {
-    let (works, replies): (Vec<Work>, Vec<_>) =
-        group.into_iter().map(|j| (j.work, j.reply)).unzip();
-    let writes = works.iter().filter(|w| matches!(w, Work::Write(_))).count() as u64;
-    match apply_group(&shared.db, works, durable) {
-        Ok((results, committed)) => {
+    let writes = group.iter().filter(|j| j.kind == Kind::Write).count() as u64;
+    let (applies, fails): (Vec<Apply>, Vec<_>) =
+        group.into_iter().map(|j| (j.apply, j.fail)).unzip();
+    match apply_group(&shared.db, applies, durable) {
+        Ok((answers, committed)) => {
             if committed {
                 shared.snapshots.committed();
             }
             shared.counters.add(writes, u64::from(committed), durable);
-            for (reply, result) in replies.into_iter().zip(results) {
-                // The caller may have gone away; a committed write stays
-                // committed.
-                let _ = reply.send(result);
+            for answer in answers {
+                answer();
             }
             Ok(committed)
         }
         Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+            for fail in fails {
+                fail(e.clone());
             }
             Err(e)
         }
     }
 }
 
-type GroupResults = (Vec<Result<Done, StorageError>>, bool);
+/// Every request's answer, and whether the group committed.
+type GroupAnswers = (Vec<Box<dyn FnOnce() + Send>>, bool);
 
-/// The outer error is a backend failure (nothing committed); the inner
-/// results are per request.
+/// Applies the requests in one transaction, committed if any of them
+/// changed anything. The error is a backend failure (nothing committed).
 fn apply_group(
     db: &redb::Database,
-    works: Vec<Work>,
+    applies: Vec<Apply>,
     durable: bool,
-) -> Result<GroupResults, StorageError> {
+) -> Result<GroupAnswers, StorageError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(if durable {
         redb::Durability::Immediate
     } else {
         redb::Durability::None
     })?;
-    let mut results = Vec::with_capacity(works.len());
+    let mut answers = Vec::with_capacity(applies.len());
     let mut changed = false;
     {
         let mut meta = txn.open_table(META)?;
         let first_version = meta.get(META_NEXT_VERSION)?.map_or(1, |g| g.value());
         let mut next_version = first_version;
-        let mut t = Tables::open(&txn)?;
-        for work in works {
-            let result = match work {
-                Work::Write(request) => apply::write(&mut t, request, &mut next_version)
-                    .map(|(outcomes, c)| (Done::Write(outcomes), c)),
-                Work::Clear {
-                    workspace,
-                    namespace,
-                    budget,
-                    now_ms,
-                } => apply::clear(&mut t, &workspace, &namespace, budget, now_ms)
-                    .map(|(cleared, c)| (Done::Cleared(cleared), c)),
-                Work::RemoveWorkspace {
-                    workspace,
-                    budget,
-                    now_ms,
-                } => apply::remove_workspace(&mut t, &workspace, budget, now_ms)
-                    .map(|(cleared, c)| (Done::Cleared(cleared), c)),
-                Work::Sweep {
-                    from,
-                    budget,
-                    now_ms,
-                } => sweep_pass(&mut t, from, budget, now_ms).map(|pass| {
-                    let c = pass.removed > 0;
-                    (Done::Swept(pass), c)
-                }),
-                Work::StoreQuota { workspace, quota } => {
-                    apply::store_quota(&mut t, &workspace, quota).map(|c| (Done::Stored, c))
-                }
-                Work::Publish(publish) => apply::publish(&mut t, &publish, &mut next_version)
-                    .map(|(published, c)| (Done::Published(published), c)),
-            };
-            // A backend failure aborts the whole group; any other error
-            // belongs to the one request, which wrote nothing.
-            match result {
-                Err(e @ StorageError::Backend(_)) => return Err(e),
-                Err(e) => results.push(Err(e)),
-                Ok((done, c)) => {
-                    changed |= c;
-                    results.push(Ok(done));
-                }
-            }
+        let mut tables = Tables::open(&txn)?;
+        for apply in applies {
+            let applied = apply(&mut tables, &mut next_version)?;
+            changed |= applied.changed;
+            answers.push(applied.answer);
         }
         if next_version != first_version {
             meta.insert(META_NEXT_VERSION, next_version)?;
@@ -355,5 +339,5 @@ fn apply_group(
     } else {
         txn.abort()?;
     }
-    Ok((results, changed))
+    Ok((answers, changed))
 }

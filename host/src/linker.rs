@@ -1,0 +1,40 @@
+//! Adding Cubby's imports to a wasmtime [`Linker`]: `cubby:storage` and the
+//! standard `wasi:keyvalue` interfaces, in the sync and the async flavour.
+
+use wasmtime::component::Linker;
+
+use crate::context::{HasStorage, StorageCtx};
+use crate::{bindings, keyvalue};
+
+/// Adds Cubby's imports to a linker used with wasmtime's sync API
+/// (`instantiate`, `call`): `cubby:storage/storage@0.2.0` and the standard
+/// `wasi:keyvalue` interfaces (`store`, `atomics`, `batch`) of versions
+/// `0.2.0-draft` and `0.2.0-draft2`, all over the same workspace. `get`
+/// finds the [`StorageCtx`] in the store's data. A component may import any
+/// mix of them; what it does not import is not instantiated.
+///
+/// The imports block while they read or commit (with PostgreSQL, while they
+/// wait for the server): call plugins from a thread that may block, as
+/// [`Runtime`](crate::Runtime) does, not from an async task. For async
+/// embeddings see [`add_to_linker_async`].
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut StorageCtx,
+) -> wasmtime::Result<()> {
+    bindings::sync::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
+    keyvalue::add_to_linker(linker, get)
+}
+
+/// Adds the same imports as [`add_to_linker`] to a linker used with
+/// wasmtime's async API (`instantiate_async`, `call_async`, and the `async`
+/// bindings in [`bindings`]); `get` finds the [`StorageCtx`] in the store's
+/// data. Every import that reaches the database runs on tokio's blocking
+/// pool, so it never blocks the executor's threads. Must be used inside a
+/// tokio runtime.
+pub fn add_to_linker_async<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut StorageCtx,
+) -> wasmtime::Result<()> {
+    bindings::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
+    keyvalue::add_to_linker_async(linker, get)
+}
