@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +17,7 @@ mod common;
 use common::{call, load};
 use cubby_artifacts as guests;
 use cubby_host::ops::{Action, Op, Usage};
-use cubby_host::testing::{Place, assert_usage_is_exact, audit};
+use cubby_host::testing::{HeldWorkspace, Place, Server, assert_usage_is_exact, audit};
 use cubby_host::{StorageError, StorageOptions};
 use serde_json::json;
 
@@ -190,24 +189,7 @@ fn a_thousand_concurrent_calls_on_sixteen_connections_all_complete() {
     ws.set("first", b"x").unwrap();
 
     // Another session holds the workspace's lock: every write waits.
-    let side = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let url = place.db_arg();
-    let blocker = side.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(
-                "BEGIN; SELECT * FROM cubby_workspaces WHERE workspace = 'w'::bytea FOR UPDATE",
-            )
-            .await
-            .unwrap();
-        client
-    });
+    let held = HeldWorkspace::hold(&place.db_arg(), "w");
 
     let host = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -239,7 +221,7 @@ fn a_thousand_concurrent_calls_on_sixteen_connections_all_complete() {
     });
     let checked = worker_free.recv_timeout(Duration::from_secs(120));
     let waiting = ws.get("hits").unwrap();
-    side.block_on(blocker.batch_execute("COMMIT")).unwrap();
+    held.release();
     if checked != Ok(42) {
         host.shutdown_background();
         panic!("the runtime's only worker thread was blocked by storage calls");
@@ -252,77 +234,6 @@ fn a_thousand_concurrent_calls_on_sixteen_connections_all_complete() {
     }
     assert_eq!(ws.get("hits").unwrap().unwrap(), b"1000");
     assert_usage_is_exact(&storage, "w");
-}
-
-/// A private server this test may stop and start (`.ci/postgres`).
-struct Server {
-    script: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Server {
-    /// `None` (after a notice) where no PostgreSQL server is installed;
-    /// under `CI=true` that is a failure.
-    fn start() -> Option<Self> {
-        let installed = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|v| v.path().join("bin/pg_ctl").exists());
-        if !installed {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but no PostgreSQL server is installed (.ci/postgres install)");
-            }
-            eprintln!("note: skipped: no PostgreSQL server installed (.ci/postgres install)");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = Self {
-            script: Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/postgres"),
-            dir: tempfile::tempdir().unwrap(),
-            port,
-        };
-        server.up();
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://cubby@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn ctl(&self, args: &[&str]) {
-        let out = Command::new("bash")
-            .arg(&self.script)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
-
-    fn up(&self) {
-        let dir = self.dir.path().to_str().unwrap();
-        self.ctl(&["start", dir, &self.port.to_string()]);
-    }
-
-    fn down(&self) {
-        self.ctl(&["stop", self.dir.path().to_str().unwrap()]);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let dir = self.dir.path().to_str().unwrap_or_default().to_owned();
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .args(["stop", &dir])
-            .output();
-    }
 }
 
 /// Waits (bounded, not a timing assertion) until `done` holds.

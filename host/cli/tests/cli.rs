@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cubby_artifacts as guests;
-use cubby_host::testing::Place;
+use cubby_host::testing::{Certificates, Place, Server};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -586,10 +586,10 @@ fn database_urls_that_cannot_be_used_are_one_line_errors() {
     }
 }
 
-/// A write the database itself refuses (here a trigger raises an error)
-/// is one line on stderr, the database's message once, with no log line
-/// and no terminal escape codes; with `CUBBY_LOG` the log comes too, still
-/// without escape codes off a terminal.
+/// A write the database itself refuses (here a check constraint the test
+/// adds) is one line on stderr, the database's message once, with no log
+/// line and no terminal escape codes; with `CUBBY_LOG` the log comes too,
+/// still without escape codes off a terminal.
 #[test]
 fn a_failed_database_write_is_one_line_on_stderr() {
     let Some(place) = Place::postgres() else {
@@ -599,16 +599,13 @@ fn a_failed_database_write_is_one_line_on_stderr() {
     ok(env.cubby(&["kv", "set", "-w", "a", "k", "v"]));
     cubby_host::testing::sql(
         &place.db_arg(),
-        "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN RAISE EXCEPTION 'refused by a test trigger'; END $$;
-         CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON cubby_entries
-           FOR EACH ROW EXECUTE FUNCTION refuse_writes();",
+        "ALTER TABLE cubby_entries ADD CONSTRAINT refused_by_a_test CHECK (value <> 'w'::bytea)",
     );
     let out = env.cubby(&["kv", "set", "-w", "a", "k", "w"]);
     let stderr = String::from_utf8(out.stderr.clone()).unwrap();
     let e = one_line_error(out);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert_eq!(e.matches("refused by a test trigger").count(), 1, "{e}");
+    assert_eq!(e.matches("refused_by_a_test").count(), 1, "{e}");
     assert!(!stderr.contains('\x1b'), "escape codes: {stderr:?}");
     let out = env
         .command(&["kv", "set", "-w", "a", "k", "w"])
@@ -623,6 +620,58 @@ fn a_failed_database_write_is_one_line_on_stderr() {
     );
     assert!(!stderr.contains('\x1b'), "escape codes: {stderr:?}");
     assert_eq!(ok(env.cubby(&["kv", "get", "-w", "a", "k"])), "v");
+}
+
+/// TLS from `--db`: a server the URL's authority vouches for is used; one
+/// it does not, or a URL asking for no TLS from a server that demands it,
+/// is one error line naming the server and the reason, never the password.
+#[test]
+fn tls_to_the_database_follows_the_urls_sslmode() {
+    let certs = Certificates::generate();
+    let Some(server) = Server::start_tls(&certs.path("server.crt"), &certs.path("server.key"))
+    else {
+        return;
+    };
+    let env = Env::new();
+    let url = |query: String| {
+        format!(
+            "postgres://cubby:s3cret@localhost:{}/postgres?{query}",
+            server.port()
+        )
+    };
+    let verify = |ca: &str| {
+        url(format!(
+            "sslmode=verify-full&sslrootcert={}",
+            certs.path(ca).display()
+        ))
+    };
+    ok(env.cubby_bare(&["--db", &verify("ca.pem"), "kv", "set", "-w", "a", "k", "v"]));
+    assert_eq!(
+        ok(env.cubby_bare(&["--db", &verify("ca.pem"), "kv", "get", "-w", "a", "k"])),
+        "v"
+    );
+    let unknown =
+        one_line_error(env.cubby_bare(&["--db", &verify("other-ca.pem"), "kv", "list", "-w", "a"]));
+    assert!(
+        unknown.starts_with("error: cannot connect to the database server at localhost:"),
+        "{unknown}"
+    );
+    assert!(
+        unknown.contains("invalid peer certificate: UnknownIssuer"),
+        "{unknown}"
+    );
+    let plain = one_line_error(env.cubby_bare(&[
+        "--db",
+        &url("sslmode=disable".into()),
+        "kv",
+        "list",
+        "-w",
+        "a",
+    ]));
+    assert!(plain.contains("no encryption"), "{plain}");
+    for e in [unknown, plain] {
+        assert!(!e.contains("s3cret"), "the password leaked: {e}");
+    }
 }
 
 /// A standard `wasi:keyvalue` guest (no cubby-sdk) writes through `cubby

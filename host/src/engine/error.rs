@@ -45,6 +45,23 @@ pub enum OpenError {
         /// What is in the way.
         reason: String,
     },
+    /// A Citus coordinator whose Cubby tables are not distributed by
+    /// workspace (created before Citus was installed, or by hand): every
+    /// request would touch every node. The message names the tables and
+    /// the statements that distribute them.
+    #[error(
+        "database {location} runs Citus, but Cubby's tables {tables} are not distributed by \
+         workspace; distribute them on the coordinator (this copies their rows to the \
+         workers): {fix}"
+    )]
+    NotDistributed {
+        /// The URL without its password.
+        location: String,
+        /// The tables that are not as Cubby distributes them.
+        tables: String,
+        /// The SQL statements to run, `;`-separated.
+        fix: String,
+    },
     /// The database was written by a Cubby with another schema version.
     #[error(
         "database {location} has schema version {found}; this build of Cubby supports version {supported}"

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::backend::postgres::PostgresBackend;
@@ -43,6 +44,9 @@ struct Inner {
     /// Quotas this process enforces instead of the stored or default ones.
     overrides: RwLock<HashMap<String, Quota>>,
     clock: Arc<dyn Clock>,
+    /// When imports last looked for abandoned staging areas (by `clock`;
+    /// 0: never).
+    staging_checked_ms: AtomicU64,
     /// Stopped (and joined) when the last clone goes, before the backend.
     _sweeper: Option<Sweeper>,
 }
@@ -115,6 +119,7 @@ impl Storage {
                 limits: options.limits,
                 overrides: RwLock::new(options.quota_overrides),
                 clock: options.clock,
+                staging_checked_ms: AtomicU64::new(0),
                 _sweeper: sweeper,
             }),
         })
@@ -276,6 +281,19 @@ impl Storage {
 
     pub(crate) fn now_ms(&self) -> u64 {
         self.inner.clock.now_ms()
+    }
+
+    /// Whether it is time (at most once per `every_ms`, in this process) to
+    /// look for abandoned staging areas; claims the turn if so.
+    pub(crate) fn claim_staging_check(&self, every_ms: u64) -> bool {
+        let now = self.now_ms().max(1);
+        let last = self.inner.staging_checked_ms.load(Ordering::Relaxed);
+        (last == 0 || now.saturating_sub(last) >= every_ms)
+            && self
+                .inner
+                .staging_checked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// What the backend stores for workspace `id`, next to a recount of it.

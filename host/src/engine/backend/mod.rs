@@ -314,6 +314,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
         sink: &mut ExportSink<'_>,
     ) -> Result<(), TransferError>;
 
+    /// The id of an import's staging area for `workspace`, made from
+    /// `base` (unique, and no caller's to name). A backend that places
+    /// workspaces on several nodes keeps the staging area on the node of
+    /// `workspace` (Citus: in the same shard), so that publishing it is a
+    /// transaction on one node.
+    fn staging_id(&self, base: String, workspace: &str) -> Result<String, StorageError> {
+        let _ = workspace;
+        Ok(base)
+    }
+
     /// Moves a staging area's live entries into a workspace in one
     /// transaction, with fresh versions, after checking the workspace's
     /// quota against the result (nothing is written if it fails); the

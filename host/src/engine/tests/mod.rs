@@ -7,6 +7,7 @@
 
 mod basics;
 mod batches;
+mod citus;
 mod expiry;
 mod model;
 mod postgres_only;

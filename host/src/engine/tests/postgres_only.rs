@@ -315,3 +315,130 @@ fn storage_calls_work_from_inside_async_code() {
         .expect("storage calls inside async code never finished");
     assert_eq!(total, 300);
 }
+
+/// TLS as libpq's `sslmode` says, against a server of the test's own that
+/// accepts TCP connections only over TLS, with a certificate for
+/// `localhost` signed by a test authority: `require` and `prefer` encrypt
+/// (every Cubby session on the server is in `pg_stat_ssl` with TLS);
+/// `verify-full` accepts the right authority and name and refuses another
+/// authority, or an address the certificate does not name; `verify-ca`
+/// checks the authority only; `disable` is refused by the server. No
+/// message shows the password.
+#[test]
+fn tls_is_used_and_checked_as_sslmode_says() {
+    let certs = crate::testing::Certificates::generate();
+    let Some(server) =
+        crate::testing::Server::start_tls(&certs.path("server.crt"), &certs.path("server.key"))
+    else {
+        return;
+    };
+    let port = server.port();
+    let (ca, other_ca) = (certs.path("ca.pem"), certs.path("other-ca.pem"));
+    let url = |host: &str, query: String| {
+        format!("postgres://cubby:s3cret@{host}:{port}/postgres?{query}")
+    };
+    let works = |url: String| {
+        let storage = connect(&url).unwrap_or_else(|e| panic!("{url}: {}", chain(&e)));
+        let ws = storage.workspace("w").unwrap();
+        ws.set("k", b"v".to_vec()).unwrap();
+        assert_eq!(ws.get("k").unwrap(), Some(b"v".to_vec()));
+        storage
+    };
+    let refused = |url: String| {
+        let e = chain(
+            &connect(&url)
+                .err()
+                .unwrap_or_else(|| panic!("{url} connected")),
+        );
+        assert!(
+            e.starts_with("cannot connect to the database server at "),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret") && !e.contains('\n'), "{e}");
+        e
+    };
+    // Kept open while their sessions are counted.
+    let _open = [
+        works(url("127.0.0.1", "sslmode=require".into())),
+        works(url("127.0.0.1", String::new())),
+        works(url(
+            "localhost",
+            format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+        )),
+        works(url(
+            "127.0.0.1",
+            format!("sslmode=verify-ca&sslrootcert={}", ca.display()),
+        )),
+    ];
+    let [tls, all] = crate::testing::query_i64s(
+        &server.socket_url(),
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*)
+         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.application_name = 'cubby'",
+    )[..] else {
+        panic!("two counts")
+    };
+    assert!(
+        all >= 4 && tls == all,
+        "{tls} of {all} Cubby sessions use TLS"
+    );
+
+    let e = refused(url(
+        "localhost",
+        format!("sslmode=verify-full&sslrootcert={}", other_ca.display()),
+    ));
+    assert!(e.contains("invalid peer certificate: UnknownIssuer"), "{e}");
+    let e = refused(url(
+        "127.0.0.1",
+        format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+    ));
+    assert!(
+        e.contains("certificate not valid for name \"127.0.0.1\""),
+        "{e}"
+    );
+    let e = refused(url(
+        "127.0.0.1",
+        format!("sslmode=verify-ca&sslrootcert={}", other_ca.display()),
+    ));
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    let e = refused(url("127.0.0.1", "sslmode=disable".into()));
+    assert!(e.contains("no encryption"), "{e}");
+    // A verifying mode without an authority's certificate is the URL's
+    // mistake, said before connecting.
+    let e = connect(&url(
+        "localhost",
+        "sslmode=verify-full&sslrootcert=/no/such.pem".into(),
+    ))
+    .err()
+    .unwrap();
+    assert!(matches!(e, OpenError::InvalidUrl { .. }), "{e:?}");
+    assert!(chain(&e).contains("/no/such.pem"), "{}", chain(&e));
+}
+
+/// A write that waits for a workspace row another session holds fails,
+/// typed, once the statement timeout passes on the server (on Citus too,
+/// which forwards `statement_timeout` to the worker holding the row), and
+/// writes nothing; the next write after the lock goes works.
+#[test]
+fn a_write_waiting_on_a_held_workspace_fails_at_the_statement_timeout() {
+    let Some(place) = Place::postgres() else {
+        return;
+    };
+    let mut options = StorageOptions::default();
+    options.postgres.statement_timeout = SEC;
+    let storage = place.open(options);
+    let ws = storage.workspace("held").unwrap();
+    ws.set("k", b"v").unwrap();
+    let held = crate::testing::HeldWorkspace::hold(&place.db_arg(), "held");
+    let err = ws.set("k", b"w").unwrap_err();
+    let line = crate::engine::error::cause_chain(&err);
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+    assert!(
+        line.contains("canceling statement due to statement timeout"),
+        "{line}"
+    );
+    held.release();
+    assert_eq!(ws.get("k").unwrap(), Some(b"v".to_vec()));
+    ws.set("k", b"w").unwrap();
+    assert_usage_is_exact(&storage, "held");
+}

@@ -260,7 +260,9 @@ impl Workspace {
     ) -> Result<ImportSummary, TransferError> {
         let storage = self.storage();
         remove_abandoned_staging(storage);
-        let staging = staging_id(self.id(), storage.now_ms());
+        let staging = storage
+            .backend()
+            .staging_id(staging_id(self.id(), storage.now_ms()), self.id())?;
         let result = self.stage_and_publish(input, mode, &staging, progress);
         if result.is_err()
             && let Err(e) = remove_staging(storage, &staging)
@@ -413,8 +415,16 @@ fn remove_staging(storage: &Storage, staging: &str) -> Result<(), StorageError> 
         .map(drop)
 }
 
-/// Removes staging areas left by imports that died more than a day ago.
+/// How often, at most, imports look for abandoned staging areas: the look
+/// lists every workspace, which on Citus asks every shard.
+const STAGING_CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+/// Removes staging areas left by imports that died more than a day ago;
+/// looks at most once an hour per process.
 fn remove_abandoned_staging(storage: &Storage) {
+    if !storage.claim_staging_check(STAGING_CHECK_EVERY.as_millis() as u64) {
+        return;
+    }
     let now_ms = storage.now_ms();
     let cutoff = now_ms.saturating_sub(STAGING_MAX_AGE.as_millis() as u64);
     let all = match storage.backend().workspaces(now_ms) {

@@ -1,15 +1,19 @@
 //! From a database URL and the storage options to a connection
-//! configuration, and how the database is named in messages (never with
-//! its password).
+//! configuration and its TLS connector, and how the database is named in
+//! messages (never with its password).
 
 use deadpool_postgres::tokio_postgres;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::tls;
 use crate::engine::error::cause_chain;
 use crate::engine::{Durability, OpenError, StorageOptions};
 
 /// A parsed URL, ready to connect.
 pub(super) struct Target {
     pub config: tokio_postgres::Config,
+    /// TLS as the URL's `sslmode` and `sslrootcert` ask (see `tls.rs`).
+    pub tls: MakeRustlsConnect,
     /// `postgres://user@host:port/db`, for messages.
     pub location: String,
     /// `host:port/db`, for connection errors.
@@ -21,11 +25,13 @@ pub(super) struct Target {
 /// `synchronous_commit = off` in relaxed mode.
 pub(super) fn parse(url: &str, options: &StorageOptions) -> Result<Target, OpenError> {
     let pg = &options.postgres;
+    let (url, tls_settings) = tls::take_settings(url)?;
     let mut config: tokio_postgres::Config =
         url.parse()
             .map_err(|e: tokio_postgres::Error| OpenError::InvalidUrl {
                 reason: cause_chain(&e),
             })?;
+    config.ssl_mode(tls_settings.mode.for_client());
     let server = server_of(&config);
     let user = config
         .get_user()
@@ -49,6 +55,7 @@ pub(super) fn parse(url: &str, options: &StorageOptions) -> Result<Target, OpenE
     config.options(session.trim());
     Ok(Target {
         config,
+        tls: tls::connector(&tls_settings)?,
         location,
         server,
     })

@@ -2,6 +2,7 @@
 //! YugabyteDB, CockroachDB) that any number of host processes use at once.
 //!
 //! - `config.rs`: the URL and session settings;
+//! - `tls.rs`: TLS, with libpq's `sslmode` and `sslrootcert`;
 //! - `run.rs`: the backend's runtime, and waiting for a request;
 //! - `retry.rs`: retries, and what each failure becomes;
 //! - `gates.rs`: the per-workspace write queues;
@@ -44,11 +45,11 @@ mod retry;
 mod run;
 mod schema;
 mod sweep;
+mod tls;
 mod transfer;
 mod txn;
 mod write;
 
-use deadpool_postgres::tokio_postgres::NoTls;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use super::{
@@ -72,6 +73,8 @@ pub(crate) struct PostgresBackend {
     /// Whether commits wait for the server's WAL flush
     /// (`synchronous_commit = on`, not relaxed mode).
     durable: bool,
+    /// Whether the database is a Citus coordinator (see `schema.rs`).
+    citus: bool,
 }
 
 impl Drop for PostgresBackend {
@@ -94,7 +97,7 @@ impl PostgresBackend {
             .map_err(|e| backend_error(Box::new(e)))?;
         let manager = Manager::from_config(
             target.config,
-            NoTls,
+            target.tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -114,6 +117,7 @@ impl PostgresBackend {
             gates: Gates::default(),
             counters: Counters::default(),
             durable: options.durability == Durability::Durable,
+            citus: false,
         };
 
         let pool = backend.pool.clone();
@@ -123,7 +127,18 @@ impl PostgresBackend {
         });
         let location = || location.clone();
         match checked {
-            Some(Ok(Ok(Ok(())))) => Ok(backend),
+            Some(Ok(Ok(Ok(layout)))) => {
+                let mut backend = backend;
+                backend.citus = layout.citus;
+                Ok(backend)
+            }
+            Some(Ok(Ok(Err(schema::Refusal::NotDistributed { wrong, fix })))) => {
+                Err(OpenError::NotDistributed {
+                    location: location(),
+                    tables: wrong,
+                    fix,
+                })
+            }
             Some(Ok(Ok(Err(schema::Refusal::NotCubby(reason))))) => Err(OpenError::NotCubby {
                 location: location(),
                 reason,
@@ -350,6 +365,16 @@ impl Backend for PostgresBackend {
         sink: &mut ExportSink<'_>,
     ) -> Result<(), TransferError> {
         transfer::export(self, ws, namespaces, now_ms, sink)
+    }
+
+    fn staging_id(&self, base: String, workspace: &str) -> Result<String, StorageError> {
+        if !self.citus {
+            return Ok(base);
+        }
+        let found = self.request(&(base, workspace.to_owned()), transfer::colocated_id)?;
+        found.ok_or_else(|| {
+            StorageError::internal("no staging id falls in the shard of the workspace imported to")
+        })
     }
 
     fn publish(&self, publish: &Publish) -> Result<Published, StorageError> {

@@ -8,7 +8,7 @@ use super::{from_db, to_db};
 use crate::engine::Quota;
 
 /// A stored quota in columns `at` and `at + 1` (both `NULL`: none), as in
-/// a row locked by `LOCK_OR_CREATE`.
+/// a row locked by `txn::CreateOrLock`.
 pub(super) fn quota_at(
     row: &deadpool_postgres::tokio_postgres::Row,
     at: usize,

@@ -179,11 +179,15 @@ pub(super) fn list_namespaces<'a>(
     a: &'a Listing,
 ) -> BoxFuture<'a, Result<Page, Failure>> {
     Box::pin(async move {
+        // A join rather than a correlated subquery, which Citus would run
+        // on every shard.
         let sql = "SELECT n.namespace FROM cubby_namespaces n
+                   LEFT JOIN (SELECT workspace, namespace, count(*) AS expired
+                              FROM cubby_entries WHERE workspace = $1 AND expires_at <= $3
+                              GROUP BY workspace, namespace) x
+                     ON x.workspace = n.workspace AND x.namespace = n.namespace
                    WHERE n.workspace = $1 AND n.namespace > $2
-                     AND n.keys > (SELECT count(*) FROM cubby_entries e
-                                   WHERE e.workspace = n.workspace AND e.namespace = n.namespace
-                                     AND e.expires_at <= $3)
+                     AND n.keys > coalesce(x.expired, 0)
                    ORDER BY n.namespace LIMIT $4";
         let params: [&(dyn ToSql + Sync); 3] = [
             &a.ws.as_bytes(),

@@ -23,9 +23,16 @@
 //!   in version 2; a version 1 database is upgraded when connecting).
 //! - `cubby_meta (name)` → `value`: the schema version.
 //!
-//! Every table's primary key starts with `workspace`, and every transaction
-//! touches one workspace, so Citus can distribute all three data tables by
-//! `workspace` (colocated) and run each transaction on one node.
+//! # Citus
+//! Every table but `cubby_meta` is keyed by `workspace` first. On a Citus
+//! coordinator (the `citus` extension is there) Cubby creates them
+//! distributed by `workspace`, colocated with `cubby_workspaces` (so every
+//! row of one workspace, in every table, lives in the same shard, on the
+//! same node), and `cubby_meta` as a reference table, in the same
+//! transaction that creates them. Tables found undistributed there are
+//! refused with the statements that distribute them. A request on one
+//! workspace then runs on the one worker holding it (see `txn.rs` for the
+//! shape of its statements).
 //!
 //! Portable subset: no sequences, no advisory locks, no `xmin`, no stored
 //! procedures, no collations; `INSERT … ON CONFLICT`, `unnest` of arrays,
@@ -107,6 +114,99 @@ const SHAPES: &[(&str, &str)] = &[
 pub(crate) enum Refusal {
     NotCubby(String),
     Newer(u64),
+    /// On a Citus coordinator, tables that are not distributed as Cubby
+    /// distributes them: what is wrong, and the statements that fix it.
+    NotDistributed {
+        wrong: String,
+        fix: String,
+    },
+}
+
+/// What [`check`] found out about the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Whether it is a Citus coordinator, with Cubby's tables distributed
+    /// by workspace.
+    pub citus: bool,
+}
+
+/// The tables distributed by workspace, colocated with the first.
+const DISTRIBUTED: &[&str] = &[
+    "cubby_workspaces",
+    "cubby_namespaces",
+    "cubby_entries",
+    "cubby_retired_workspaces",
+    "cubby_quotas",
+];
+
+/// The tables Citus keeps whole on every node.
+const REFERENCE: &[&str] = &["cubby_meta"];
+
+/// The statements that distribute `tables` (of Cubby's) on a Citus
+/// coordinator, in an order that works.
+fn distribute_statements(tables: &[&str]) -> Vec<String> {
+    let first = DISTRIBUTED[0];
+    REFERENCE
+        .iter()
+        .chain(DISTRIBUTED)
+        .filter(|t| tables.contains(t))
+        .map(|&t| {
+            if REFERENCE.contains(&t) {
+                format!("SELECT create_reference_table('{t}')")
+            } else if t == first {
+                format!("SELECT create_distributed_table('{t}', 'workspace')")
+            } else {
+                format!(
+                    "SELECT create_distributed_table('{t}', 'workspace', colocate_with => '{first}')"
+                )
+            }
+        })
+        .collect()
+}
+
+/// Whether the database has the Citus extension.
+async fn has_citus(client: &Object) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
+            &[],
+        )
+        .await?;
+    row.try_get(0)
+}
+
+/// On Citus: the tables that are not distributed as Cubby distributes them.
+async fn undistributed(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    let all: Vec<&str> = REFERENCE.iter().chain(DISTRIBUTED).copied().collect();
+    let rows = client
+        .query(
+            "SELECT t.name, p.partmethod::TEXT, column_to_column_name(p.logicalrelid, p.partkey),
+                    p.colocationid
+             FROM unnest($1::TEXT[]) WITH ORDINALITY AS t(name, i)
+             LEFT JOIN pg_dist_partition p ON p.logicalrelid = t.name::regclass
+             ORDER BY t.i",
+            &[&all],
+        )
+        .await?;
+    let mut wrong = Vec::new();
+    let mut colocation = None;
+    for (row, name) in rows.iter().zip(all) {
+        let method: Option<String> = row.try_get(1)?;
+        let column: Option<String> = row.try_get(2)?;
+        let group: Option<i32> = row.try_get(3)?;
+        let fine = if REFERENCE.contains(&name) {
+            method.as_deref() == Some("n")
+        } else {
+            let same_group = *colocation.get_or_insert(group) == group;
+            method.as_deref() == Some("h") && column.as_deref() == Some("workspace") && same_group
+        };
+        if !fine {
+            wrong.push(name);
+        }
+    }
+    Ok(wrong)
 }
 
 /// Creates Cubby's tables if they are missing, then checks them: the
@@ -115,7 +215,8 @@ pub(crate) enum Refusal {
 /// created in it then.
 pub(crate) async fn check(
     client: &mut Object,
-) -> Result<Result<(), Refusal>, tokio_postgres::Error> {
+) -> Result<Result<Layout, Refusal>, tokio_postgres::Error> {
+    let citus = has_citus(client).await?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -134,7 +235,7 @@ pub(crate) async fn check(
                 return Ok(Err(not_ours("table cubby_meta has no schema_version row")));
             }
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
-                match create(client).await {
+                match create(client, citus).await {
                     Ok(Ok(())) => continue,
                     Ok(Err(refusal)) => return Ok(Err(refusal)),
                     // Another process created the tables at the same moment.
@@ -153,7 +254,7 @@ pub(crate) async fn check(
         if version == 1 {
             // Version 2 only adds `cubby_quotas`; several processes may
             // upgrade at once.
-            match upgrade(client).await {
+            match upgrade(client, citus).await {
                 Ok(()) => continue,
                 Err(e) if attempt < 5 && racing(&e) => continue,
                 Err(e) => return Err(e),
@@ -171,13 +272,26 @@ pub(crate) async fn check(
                 Err(e) => return Err(e),
             }
         }
-        return Ok(Ok(()));
+        if citus {
+            let wrong = undistributed(client).await?;
+            if !wrong.is_empty() {
+                return Ok(Err(Refusal::NotDistributed {
+                    wrong: wrong.join(", "),
+                    fix: distribute_statements(&wrong).join("; "),
+                }));
+            }
+        }
+        return Ok(Ok(Layout { citus }));
     }
 }
 
-/// Creates every table and index in one transaction, and checks the shape
-/// of tables that already existed before committing.
-async fn create(client: &mut Object) -> Result<Result<(), Refusal>, tokio_postgres::Error> {
+/// Creates every table and index in one transaction (on Citus, distributed
+/// as the module documentation says), and checks the shape of tables that
+/// already existed before committing.
+async fn create(
+    client: &mut Object,
+    citus: bool,
+) -> Result<Result<(), Refusal>, tokio_postgres::Error> {
     let txn = client.transaction().await?;
     for statement in CREATE {
         match txn.batch_execute(statement).await {
@@ -198,6 +312,12 @@ async fn create(client: &mut Object) -> Result<Result<(), Refusal>, tokio_postgr
             Err(e) => return Err(e),
         }
     }
+    if citus {
+        let all: Vec<&str> = REFERENCE.iter().chain(DISTRIBUTED).copied().collect();
+        for statement in distribute_statements(&all) {
+            txn.batch_execute(&statement).await?;
+        }
+    }
     txn.execute(
         "INSERT INTO cubby_meta (name, value) VALUES ('schema_version', $1)
          ON CONFLICT (name) DO NOTHING",
@@ -209,11 +329,21 @@ async fn create(client: &mut Object) -> Result<Result<(), Refusal>, tokio_postgr
     Ok(Ok(()))
 }
 
-/// Upgrades a version 1 database to version 2.
-async fn upgrade(client: &mut Object) -> Result<(), tokio_postgres::Error> {
+/// Upgrades a version 1 database to version 2. On Citus, the table it
+/// adds is distributed as the others are (if they are: if not, the check
+/// that follows refuses the database).
+async fn upgrade(client: &mut Object, citus: bool) -> Result<(), tokio_postgres::Error> {
     let txn = client.transaction().await?;
     for statement in CREATE {
         txn.batch_execute(statement).await?;
+    }
+    if citus {
+        let wrong = undistributed(&txn).await?;
+        if !wrong.contains(&DISTRIBUTED[0]) && wrong.contains(&"cubby_quotas") {
+            for statement in distribute_statements(&["cubby_quotas"]) {
+                txn.batch_execute(&statement).await?;
+            }
+        }
     }
     txn.execute(
         "UPDATE cubby_meta SET value = $1 WHERE name = 'schema_version' AND value < $1",

@@ -9,7 +9,10 @@
 //! live entries with `INSERT … SELECT` (fresh versions from the target's
 //! counter), recounts the target's usage rows, and removes the staging
 //! area. It touches two workspaces, unlike every other transaction; on
-//! Citus the copy runs through the coordinator.
+//! Citus the staging area is made in the target's shard
+//! ([`colocated_id`]), so the transaction stays on one worker (the copy,
+//! which changes the distribution value, passes through the coordinator,
+//! and Citus then commits it in two phases with that one worker).
 
 use deadpool_postgres::Object;
 use deadpool_postgres::tokio_postgres::{self, types::ToSql};
@@ -17,7 +20,7 @@ use deadpool_postgres::tokio_postgres::{self, types::ToSql};
 use super::quota::quota_at;
 use super::read::{col, text, usage_at};
 use super::retry::{BoxFuture, Connection, Failure, failure_error, statement_error};
-use super::txn::{LOCK, LOCK_OR_CREATE, rollback};
+use super::txn::{CreateOrLock, LOCK, rollback};
 use super::{PostgresBackend, from_db, to_db};
 use crate::engine::accounting::check_quota;
 use crate::engine::backend::{ExportSink, Exported, Publish, Published};
@@ -120,6 +123,28 @@ fn exported_row(
     ))
 }
 
+/// On Citus: `base` with a suffix that puts it in the same shard as the
+/// workspace (`None` if none of 4,096 suffixes does, which with Citus's
+/// default 32 shards has a chance of 10^-56).
+pub(super) fn colocated_id<'a>(
+    c: &'a mut Object,
+    (base, workspace): &'a (String, String),
+) -> BoxFuture<'a, Result<Option<String>, Failure>> {
+    Box::pin(async move {
+        let row = c
+            .query_opt(
+                "SELECT id FROM (
+                   SELECT $1 || '~' || n AS id FROM generate_series(0, 4095) AS n) AS candidates
+                 WHERE get_shard_id_for_distribution_column('cubby_workspaces', convert_to(id, 'UTF8'))
+                     = get_shard_id_for_distribution_column('cubby_workspaces', $2::BYTEA)
+                 LIMIT 1",
+                &[base, &workspace.as_bytes()],
+            )
+            .await?;
+        row.map(|r| col(&r, 0)).transpose()
+    })
+}
+
 /// Publishes a staging area; see the module documentation.
 pub(super) fn publish<'a>(
     c: &'a mut Object,
@@ -142,7 +167,7 @@ const LIVE: &str = "(expires_at IS NULL OR expires_at > $2)";
 async fn publish_in(c: &Object, p: &Publish) -> Result<Published, Failure> {
     let (src, dst) = (p.staging.as_bytes(), p.workspace.as_bytes());
     let now = to_db(p.now_ms);
-    let locked = c.query_one(LOCK_OR_CREATE, &[&dst]).await?;
+    let locked = CreateOrLock::prepare(c).await?.run(c, dst).await?;
     let first_version: i64 = col(&locked, 2)?;
     let quota = p.quota.resolve(quota_at(&locked, 3)?);
     c.query_opt(LOCK, &[&src]).await?;

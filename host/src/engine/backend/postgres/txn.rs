@@ -12,72 +12,150 @@
 //! commit may or may not have happened, and the failure says so
 //! ([`Failure::Commit`]), so it is never retried.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::Poll;
 
 use deadpool_postgres::Object;
-use deadpool_postgres::tokio_postgres::Error as PgError;
 use deadpool_postgres::tokio_postgres::types::ToSql;
-use futures_util::future::{join, join3};
+use deadpool_postgres::tokio_postgres::{Error as PgError, Row as PgRow, Statement};
+use futures_util::future::{MaybeDone, join, join3, maybe_done};
 
 use super::retry::Failure;
 use super::to_db;
 use crate::engine::accounting::UsageChange;
 use crate::engine::backend::Row;
 
-/// Locks a workspace's row, creating it on the first write (continuing the
-/// version counter of a removed workspace of the same id); returns its
-/// stored usage, next version and stored quota (`NULL`s: none).
-pub(super) const LOCK_OR_CREATE: &str = "
-    INSERT INTO cubby_workspaces (workspace, keys, bytes, next_version)
-    VALUES ($1, 0, 0, coalesce(
-        (SELECT next_version FROM cubby_retired_workspaces WHERE workspace = $1), 1))
-    ON CONFLICT (workspace) DO UPDATE SET keys = cubby_workspaces.keys
-    RETURNING keys, bytes, next_version,
-        (SELECT max_keys FROM cubby_quotas WHERE workspace = $1),
-        (SELECT max_bytes FROM cubby_quotas WHERE workspace = $1)";
+/// Creates a workspace's row on its first write, or locks the row there is.
+const CREATE_OR_LOCK: &str = "
+    INSERT INTO cubby_workspaces (workspace, keys, bytes, next_version) VALUES ($1, 0, 0, 1)
+    ON CONFLICT (workspace) DO UPDATE SET keys = cubby_workspaces.keys";
+
+/// A workspace created again under the id of a removed one continues its
+/// version counter.
+const CONTINUE_VERSIONS: &str = "
+    UPDATE cubby_workspaces w SET next_version = r.next_version
+    FROM cubby_retired_workspaces r
+    WHERE w.workspace = $1 AND r.workspace = w.workspace AND r.next_version > w.next_version";
+
+/// A locked workspace row: stored usage, next version, and stored quota
+/// (`NULL`s: none).
+const LOCKED: &str = "
+    SELECT w.keys, w.bytes, w.next_version, q.max_keys, q.max_bytes
+    FROM cubby_workspaces w LEFT JOIN cubby_quotas q ON q.workspace = w.workspace
+    WHERE w.workspace = $1";
 
 /// Locks a workspace's row if there is one.
 pub(super) const LOCK: &str = "
     SELECT keys, bytes, next_version FROM cubby_workspaces WHERE workspace = $1 FOR UPDATE";
 
-const UPSERT: &str = "
-    INSERT INTO cubby_entries (workspace, namespace, key, value, version, expires_at)
-    SELECT $1, n, k, v, r, e
-    FROM unnest($2::BYTEA[], $3::BYTEA[], $4::BYTEA[], $5::BIGINT[], $6::BIGINT[])
-      AS t(n, k, v, r, e)
-    ON CONFLICT (workspace, namespace, key) DO UPDATE
-    SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at";
+/// Rows written by one statement of [`finish`]; more go in further
+/// statements. Statements are cached per row count, so a connection holds
+/// at most this many of each.
+const ROWS_PER_STATEMENT: usize = 64;
 
 const DELETE: &str = "
     DELETE FROM cubby_entries
     WHERE workspace = $1
       AND (namespace, key) IN (SELECT * FROM unnest($2::BYTEA[], $3::BYTEA[]))";
 
-const NAMESPACE_USAGE: &str = "
-    INSERT INTO cubby_namespaces (workspace, namespace, keys, bytes)
-    SELECT $1, n, k, b FROM unnest($2::BYTEA[], $3::BIGINT[], $4::BIGINT[]) AS t(n, k, b)
-    ON CONFLICT (workspace, namespace) DO UPDATE
-    SET keys = cubby_namespaces.keys + EXCLUDED.keys,
-        bytes = cubby_namespaces.bytes + EXCLUDED.bytes";
-
 const EMPTY_NAMESPACES: &str = "
     DELETE FROM cubby_namespaces WHERE workspace = $1 AND namespace = ANY($2) AND keys <= 0";
 
-/// Ends a workspace that holds nothing any more: its namespace rows and its
-/// row go, its version counter is kept.
-const RETIRE: &str = "
-    WITH retired AS (
-        DELETE FROM cubby_workspaces WHERE workspace = $1 RETURNING workspace, next_version),
-    namespaces AS (DELETE FROM cubby_namespaces WHERE workspace = $1)
-    INSERT INTO cubby_retired_workspaces (workspace, next_version)
-    SELECT workspace, next_version FROM retired
-    ON CONFLICT (workspace) DO UPDATE SET next_version = EXCLUDED.next_version";
+/// Ends a workspace that holds nothing any more: its version counter is
+/// kept, then its namespace rows and its row go.
+const RETIRE: [&str; 3] = [
+    "INSERT INTO cubby_retired_workspaces (workspace, next_version)
+     SELECT workspace, next_version FROM cubby_workspaces WHERE workspace = $1
+     ON CONFLICT (workspace) DO UPDATE SET next_version = EXCLUDED.next_version",
+    "DELETE FROM cubby_namespaces WHERE workspace = $1",
+    "DELETE FROM cubby_workspaces WHERE workspace = $1",
+];
 
 const WORKSPACE_USAGE: &str = "
     UPDATE cubby_workspaces
     SET keys = greatest(keys + $2, 0), bytes = greatest(bytes + $3, 0),
         next_version = coalesce($4, next_version)
     WHERE workspace = $1";
+
+/// `INSERT … VALUES` of `rows` rows of `columns` columns into `table`, the
+/// first column (`workspace`) `$1` in every row, then `on_conflict`.
+fn insert_rows(table: &str, columns: &[&str], rows: usize, on_conflict: &str) -> String {
+    let per_row = columns.len() - 1;
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (0..per_row)
+                .map(|c| format!("${}", 2 + r * per_row + c))
+                .collect();
+            format!("($1, {})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES {} {on_conflict}",
+        columns.join(", "),
+        values.join(", ")
+    )
+}
+
+/// Stores entries, replacing what is there.
+fn upsert_entries(rows: usize) -> String {
+    insert_rows(
+        "cubby_entries",
+        &[
+            "workspace",
+            "namespace",
+            "key",
+            "value",
+            "version",
+            "expires_at",
+        ],
+        rows,
+        "ON CONFLICT (workspace, namespace, key) DO UPDATE
+         SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at",
+    )
+}
+
+/// Adds to the usage of namespaces.
+fn add_namespace_usage(rows: usize) -> String {
+    insert_rows(
+        "cubby_namespaces",
+        &["workspace", "namespace", "keys", "bytes"],
+        rows,
+        "ON CONFLICT (workspace, namespace) DO UPDATE
+         SET keys = cubby_namespaces.keys + EXCLUDED.keys,
+             bytes = cubby_namespaces.bytes + EXCLUDED.bytes",
+    )
+}
+
+/// The statements that create or lock a workspace's row, prepared.
+pub(super) struct CreateOrLock([Statement; 3]);
+
+impl CreateOrLock {
+    pub async fn prepare(c: &Object) -> Result<Self, PgError> {
+        let (create, continued, locked) = join3(
+            c.prepare_cached(CREATE_OR_LOCK),
+            c.prepare_cached(CONTINUE_VERSIONS),
+            c.prepare_cached(LOCKED),
+        )
+        .await;
+        Ok(Self([create?, continued?, locked?]))
+    }
+
+    /// Sends them back to back; returns the locked row (columns as
+    /// [`LOCKED`]).
+    pub async fn run(&self, c: &Object, ws: &[u8]) -> Result<PgRow, PgError> {
+        let [create, continued, locked] = &self.0;
+        let (a, b, row) = join3(
+            c.execute(create, &[&ws]),
+            c.execute(continued, &[&ws]),
+            c.query_one(locked, &[&ws]),
+        )
+        .await;
+        a?;
+        b?;
+        row
+    }
+}
 
 /// Sends `BEGIN`, `lock` and `read` in one round trip and returns what the
 /// two statements returned. On any error the transaction is rolled back.
@@ -118,66 +196,133 @@ pub(super) struct Writes<'a> {
     pub retire: bool,
 }
 
+type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+
+/// Polls the futures in the order given, every time, until all are done:
+/// each statement's request goes out before the next one's.
+async fn in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut all: Vec<Pin<Box<MaybeDone<F>>>> = futures
+        .into_iter()
+        .map(|f| Box::pin(maybe_done(f)))
+        .collect();
+    poll_fn(|cx| {
+        let mut done = true;
+        for f in &mut all {
+            done &= f.as_mut().poll(cx).is_ready();
+        }
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    all.iter_mut()
+        .filter_map(|f| f.as_mut().take_output())
+        .collect()
+}
+
 /// Sends every write of a transaction and its `COMMIT` in one round trip.
+/// Every statement names the workspace, so on Citus each runs on the
+/// worker holding it (multi-row `VALUES`, never `INSERT … SELECT` from an
+/// array, which Citus would pass through the coordinator and commit in two
+/// phases).
 pub(super) async fn finish(c: &Object, ws: &[u8], w: &Writes<'_>) -> Result<(), Failure> {
-    let (upsert, delete, ns_usage, empty, ws_usage) = {
-        let (a, b, n) = join3(
-            c.prepare_cached(UPSERT),
-            c.prepare_cached(DELETE),
-            c.prepare_cached(NAMESPACE_USAGE),
-        )
-        .await;
-        let (e, u) = join(
-            c.prepare_cached(EMPTY_NAMESPACES),
-            c.prepare_cached(if w.retire { RETIRE } else { WORKSPACE_USAGE }),
-        )
-        .await;
-        (a?, b?, n?, e?, u?)
-    };
-    let set_ns: Vec<&[u8]> = w.set.iter().map(|(ns, _, _)| ns.as_bytes()).collect();
-    let set_keys: Vec<&[u8]> = w.set.iter().map(|(_, k, _)| k.as_bytes()).collect();
-    let values: Vec<&[u8]> = w.set.iter().map(|(_, _, r)| r.value.as_slice()).collect();
     let versions: Vec<i64> = w.set.iter().map(|(_, _, r)| to_db(r.version)).collect();
     let deadlines: Vec<Option<i64>> = w
         .set
         .iter()
         .map(|(_, _, r)| r.expires_at_ms.map(to_db))
         .collect();
-    let del_ns: Vec<&[u8]> = w.delete.iter().map(|(ns, _)| ns.as_bytes()).collect();
-    let del_keys: Vec<&[u8]> = w.delete.iter().map(|(_, k)| k.as_bytes()).collect();
+    let set_keys: Vec<(&[u8], &[u8], &[u8])> = w
+        .set
+        .iter()
+        .map(|(ns, k, r)| (ns.as_bytes(), k.as_bytes(), r.value.as_slice()))
+        .collect();
+    let mut entry_params: Vec<Params<'_>> = Vec::new();
+    for (chunk, start) in set_keys
+        .chunks(ROWS_PER_STATEMENT)
+        .zip((0..).step_by(ROWS_PER_STATEMENT))
+    {
+        let mut params: Params<'_> = vec![&ws];
+        for (i, (ns, key, value)) in chunk.iter().enumerate() {
+            params.extend([
+                ns as &(dyn ToSql + Sync),
+                key,
+                value,
+                &versions[start + i],
+                &deadlines[start + i],
+            ]);
+        }
+        entry_params.push(params);
+    }
     let (mut names, mut keys, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
     for (ns, delta) in w.usage.per_namespace() {
         names.push(ns.as_bytes());
         keys.push(delta.keys);
         bytes.push(delta.bytes);
     }
+    let mut usage_params: Vec<Params<'_>> = Vec::new();
+    for (chunk, start) in names
+        .chunks(ROWS_PER_STATEMENT)
+        .zip((0..).step_by(ROWS_PER_STATEMENT))
+    {
+        let mut params: Params<'_> = vec![&ws];
+        for (i, ns) in chunk.iter().enumerate() {
+            params.extend([
+                ns as &(dyn ToSql + Sync),
+                &keys[start + i],
+                &bytes[start + i],
+            ]);
+        }
+        usage_params.push(params);
+    }
+    let del_ns: Vec<&[u8]> = w.delete.iter().map(|(ns, _)| ns.as_bytes()).collect();
+    let del_keys: Vec<&[u8]> = w.delete.iter().map(|(_, k)| k.as_bytes()).collect();
     let total = w.usage.total();
     let next = w.next_version.map(to_db);
-    let usage_params: [&(dyn ToSql + Sync); 4] = [&ws, &total.keys, &total.bytes, &next];
-    let retire_params: [&(dyn ToSql + Sync); 1] = [&ws];
-    let last: &[&(dyn ToSql + Sync)] = if w.retire {
-        &retire_params
+
+    // Prepared (cached per connection) before the round trip.
+    let mut texts: Vec<String> = entry_params
+        .iter()
+        .map(|p| upsert_entries((p.len() - 1) / 5))
+        .chain(
+            usage_params
+                .iter()
+                .map(|p| add_namespace_usage((p.len() - 1) / 3)),
+        )
+        .collect();
+    texts.push(DELETE.into());
+    texts.push(EMPTY_NAMESPACES.into());
+    if w.retire {
+        texts.extend(RETIRE.map(String::from));
     } else {
-        &usage_params
-    };
-    let ((a, b, n), (e, u, commit)) = join(
-        join3(
-            c.execute(
-                &upsert,
-                &[&ws, &set_ns, &set_keys, &values, &versions, &deadlines],
-            ),
-            c.execute(&delete, &[&ws, &del_ns, &del_keys]),
-            c.execute(&ns_usage, &[&ws, &names, &keys, &bytes]),
+        texts.push(WORKSPACE_USAGE.into());
+    }
+    let prepared = in_order(texts.iter().map(|t| c.prepare_cached(t)).collect()).await;
+    let prepared: Vec<Statement> = prepared.into_iter().collect::<Result<_, _>>()?;
+
+    let mut args: Vec<Params<'_>> = entry_params;
+    args.extend(usage_params);
+    args.push(vec![&ws, &del_ns, &del_keys]);
+    args.push(vec![&ws, &names]);
+    if w.retire {
+        args.extend(std::iter::repeat_n(
+            vec![&ws as &(dyn ToSql + Sync)],
+            RETIRE.len(),
+        ));
+    } else {
+        args.push(vec![&ws, &total.keys, &total.bytes, &next]);
+    }
+    let (results, commit) = join(
+        in_order(
+            prepared
+                .iter()
+                .zip(&args)
+                .map(|(statement, params)| c.execute(statement, params))
+                .collect(),
         ),
-        join3(
-            c.execute(&empty, &[&ws, &names]),
-            c.execute(&ws_usage, last),
-            c.batch_execute("COMMIT"),
-        ),
+        c.batch_execute("COMMIT"),
     )
     .await;
     let (mut refused, mut lost) = (None, None);
-    for e in [a, b, n, e, u].into_iter().filter_map(Result::err) {
+    for e in results.into_iter().filter_map(Result::err) {
         let slot = if e.as_db_error().is_some() {
             &mut refused
         } else {
@@ -191,6 +336,7 @@ pub(super) async fn finish(c: &Object, ws: &[u8], w: &Writes<'_>) -> Result<(), 
         (Some(e), _, _) => Err(Failure::Sql(e)),
         (None, None, Ok(())) => Ok(()),
         // A lost connection: the outcome is unknown.
-        (None, Some(e), _) | (None, None, Err(e)) => Err(Failure::Commit(e)),
+        (None, Some(e), _) => Err(Failure::Commit(e)),
+        (None, None, Err(e)) => Err(Failure::Commit(e)),
     }
 }

@@ -24,7 +24,7 @@ use super::quota::quota_at;
 use super::read::{col, row_at, text};
 use super::retry::{BoxFuture, Failure};
 use super::sweep::expired_rows;
-use super::txn::{LOCK, LOCK_OR_CREATE, Writes, begin, finish, rollback};
+use super::txn::{CreateOrLock, LOCK, Writes, begin, finish, rollback};
 use crate::engine::accounting::{UsageChange, check_quota, entry_bytes};
 use crate::engine::backend::{Row, WriteRequest};
 use crate::engine::stage::{Changes, Slot, Staged, stage};
@@ -123,16 +123,11 @@ pub(super) fn write<'a>(
     Box::pin(async move {
         let ws = request.workspace.as_bytes();
         let (names, keys) = slots(request);
-        let (lock, touched) =
-            join(c.prepare_cached(LOCK_OR_CREATE), c.prepare_cached(TOUCHED)).await;
+        let (lock, touched) = join(CreateOrLock::prepare(c), c.prepare_cached(TOUCHED)).await;
         let (lock, touched) = (lock?, touched?);
 
-        let (locked, rows) = begin(
-            c,
-            c.query_one(&lock, &[&ws]),
-            c.query(&touched, &[&ws, &names, &keys]),
-        )
-        .await?;
+        let (locked, rows) =
+            begin(c, lock.run(c, ws), c.query(&touched, &[&ws, &names, &keys])).await?;
         match stage_and_finish(c, request, &locked, &rows).await {
             Err(Failure::Refused(e)) => {
                 rollback(c).await;

@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::{Storage, StorageOptions};
 
 pub use crate::engine::{Audit, backend_calls_on_this_thread};
+pub use postgres::{Certificates, HeldWorkspace, Server, query_i64s, sql};
+
+mod postgres;
 
 /// The environment variable naming the PostgreSQL server the tests use,
 /// e.g. `postgres://cubby@127.0.0.1:55432/postgres` (`.ci/postgres start`
@@ -95,6 +98,27 @@ impl Place {
             Some(schema) => schema.url.clone(),
             None => self.redb_path().display().to_string(),
         }
+    }
+
+    /// [`db_arg`](Self::db_arg) of a PostgreSQL place with these session
+    /// settings (`-c NAME=VALUE`) added to its connection options.
+    pub fn db_arg_with(&self, settings: &[(&str, &str)]) -> String {
+        let mut url = self.db_arg();
+        // The place's URL ends with its `options` (the search path).
+        assert!(url.contains("options="), "not a PostgreSQL place: {url}");
+        for (name, value) in settings {
+            url.push_str(&format!("%20-c%20{name}%3D{value}"));
+        }
+        url
+    }
+
+    /// Whether this place is on a Citus coordinator.
+    pub fn is_citus(&self) -> bool {
+        self.postgres.is_some()
+            && query_i64s(
+                &self.db_arg(),
+                "SELECT count(*) FROM pg_extension WHERE extname = 'citus'",
+            ) == [1]
     }
 
     /// A temporary folder that lives as long as the place.
@@ -198,36 +222,6 @@ impl Drop for Schema {
             &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
         );
     }
-}
-
-/// Runs one statement on the test server, on a runtime of its own (tests
-/// may or may not run inside one).
-pub fn sql(server: &str, statement: &str) {
-    let server = server.to_owned();
-    let owned = statement.to_owned();
-    let run = move || {
-        let statement = owned;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("cannot connect to {server}: {e:?}"));
-            let connection = tokio::spawn(connection);
-            client
-                .batch_execute(&statement)
-                .await
-                .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
-            drop(client);
-            let _ = connection.await;
-        });
-    };
-    // A thread of its own, so that this works inside an async test too.
-    std::thread::spawn(run)
-        .join()
-        .unwrap_or_else(|_| panic!("running {statement:?} failed"));
 }
 
 /// Runs conformance tests on every backend. Each test is a plain function
