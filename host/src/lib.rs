@@ -140,7 +140,8 @@ pub use context::StorageCtx;
 pub use engine::{
     BoxError, ErrorKind, Namespace, OpenError, Storage, StorageError, StorageOptions, Workspace,
 };
-pub use linker::{add_to_linker, add_to_linker_async};
+pub use keyvalue::{GetManyShape, UnservedShape};
+pub use linker::{add_to_linker, add_to_linker_async, add_to_linker_async_for, add_to_linker_for};
 pub use runtime::{CallError, LoadError, Plugin, RunOutput, Runtime, RuntimeBuilder, RuntimeError};
 
 /// What storage operations take and return: entries, pages of keys,

@@ -4,6 +4,7 @@
 use wasmtime::component::Linker;
 
 use crate::context::{HasStorage, StorageCtx};
+use crate::keyvalue::GetManyShape;
 use crate::{bindings, keyvalue};
 
 /// Adds Cubby's imports to a linker used with wasmtime's sync API
@@ -17,12 +18,37 @@ use crate::{bindings, keyvalue};
 /// wait for the server): call plugins from a thread that may block, as
 /// [`Runtime`](crate::Runtime) does, not from an async task. For async
 /// embeddings see [`add_to_linker_async`].
+///
+/// `wasi:keyvalue/batch@0.2.0-draft2` is linked with the standard's
+/// `get-many`; for a component of Spin's see [`add_to_linker_for`].
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut StorageCtx,
 ) -> wasmtime::Result<()> {
+    add_to_linker_for(linker, get, GetManyShape::Upstream)
+}
+
+/// [`add_to_linker`] with `wasi:keyvalue/batch@0.2.0-draft2`'s `get-many`
+/// in the shape given: the one a component imports, as
+/// [`GetManyShape::of`] tells. A linker holds one shape, so an application
+/// that runs components of both keeps a linker for each.
+///
+/// ```
+/// use cubby_host::{GetManyShape, StorageCtx};
+/// use wasmtime::component::Linker;
+/// # fn main() -> anyhow::Result<()> {
+/// let engine = wasmtime::Engine::default();
+/// let mut spin = Linker::<StorageCtx>::new(&engine);
+/// cubby_host::add_to_linker_for(&mut spin, |ctx| ctx, GetManyShape::Spin)?;
+/// # Ok(()) }
+/// ```
+pub fn add_to_linker_for<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut StorageCtx,
+    shape: GetManyShape,
+) -> wasmtime::Result<()> {
     bindings::sync::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
-    keyvalue::add_to_linker(linker, get)
+    keyvalue::add_to_linker(linker, get, shape)
 }
 
 /// Adds the same imports as [`add_to_linker`] to a linker used with
@@ -35,6 +61,16 @@ pub fn add_to_linker_async<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut StorageCtx,
 ) -> wasmtime::Result<()> {
+    add_to_linker_async_for(linker, get, GetManyShape::Upstream)
+}
+
+/// [`add_to_linker_async`] with `get-many` in the shape given; see
+/// [`add_to_linker_for`].
+pub fn add_to_linker_async_for<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut StorageCtx,
+    shape: GetManyShape,
+) -> wasmtime::Result<()> {
     bindings::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
-    keyvalue::add_to_linker_async(linker, get)
+    keyvalue::add_to_linker_async(linker, get, shape)
 }

@@ -81,6 +81,18 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "the `kv-draft2` test guest (command-style, `wasi:keyvalue@0.2.0-draft2` only)",
     ),
     (
+        "KV_DRAFT2_SPIN",
+        "kv-draft2-spin",
+        "kv-draft2-spin.wasm",
+        "the `kv-draft2-spin` test guest (command-style, `wasi:keyvalue@0.2.0-draft2` with Spin's `get-many`)",
+    ),
+    (
+        "KV_ODD_SHAPE",
+        "kv-odd-shape",
+        "kv-odd-shape.wasm",
+        "the `kv-odd-shape` test guest (imports draft2's `get-many` in a shape no host serves)",
+    ),
+    (
         "KV_UNKNOWN",
         "kv-unknown",
         "kv-unknown.wasm",

@@ -1,9 +1,10 @@
-//! Standard `wasi:keyvalue` guests (0.2.0-draft and 0.2.0-draft2), written
-//! against the upstream WIT alone, on the same workspace storage as
-//! `cubby:storage`. Every test runs on redb and on PostgreSQL.
+//! Standard `wasi:keyvalue` guests (0.2.0-draft, and 0.2.0-draft2 in both
+//! shapes of its `get-many`), written against the standard's interfaces
+//! alone, on the same workspace storage as `cubby:storage`. Every test runs
+//! on redb and on PostgreSQL.
 //!
-//! The guests (`tests/guests/kv-draft`, `kv-draft2`) take
-//! `COMMAND BUCKET ARGS…` and print the result, or `err KIND` for the
+//! The guests (`tests/guests/kv-draft`, `kv-draft2`, `kv-draft2-spin`)
+//! take `COMMAND BUCKET ARGS…` and print the result, or `err KIND` for the
 //! interface's error (exit code 1).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,12 +18,16 @@ use common::{load, load_with, runtime_builder};
 use cubby_artifacts as guests;
 use cubby_host::options::{ManualClock, Quota};
 use cubby_host::testing::{Place, assert_usage_is_exact};
-use cubby_host::{LoadError, Plugin, Storage, StorageOptions, Workspace};
+use cubby_host::{GetManyShape, LoadError, Plugin, Storage, StorageOptions, Workspace};
 
 /// The two standard guests, and the name each passes as `argv[0]`.
 type Guest = (&'static str, &'static str);
 const DRAFT: Guest = (guests::KV_DRAFT, "kv-draft");
 const DRAFT2: Guest = (guests::KV_DRAFT2, "kv-draft2");
+/// `0.2.0-draft2` with Spin's `get-many`.
+const DRAFT2_SPIN: Guest = (guests::KV_DRAFT2_SPIN, "kv-draft2-spin");
+/// Every standard guest: both versions, and both shapes of draft2.
+const ALL: [Guest; 3] = [DRAFT, DRAFT2, DRAFT2_SPIN];
 
 /// Runs one command; its stdout (trimmed), or `err …` for an error.
 async fn run(guest: &(Plugin, &str), ws: &Workspace, args: &[&str]) -> String {
@@ -64,7 +69,7 @@ fn keys_of(ws: &Workspace, ns: &str) -> Vec<String> {
 
 async fn store_atomics_and_batch_work_on_a_fresh_workspace(place: &Place) {
     let storage = place.open(StorageOptions::default());
-    for guest in [DRAFT, DRAFT2] {
+    for guest in ALL {
         let g = (load(guest.0).await, guest.1);
         let ws = storage.workspace(&format!("fresh-{}", g.1)).unwrap();
         assert_eq!(run(&g, &ws, &["get", "b", "k"]).await, "none");
@@ -79,6 +84,11 @@ async fn store_atomics_and_batch_work_on_a_fresh_workspace(place: &Place) {
         assert_eq!(
             run(&g, &ws, &["get-many", "b", "x", "nope", "z"]).await,
             "x=1\nnope: none\nz=3"
+        );
+        // In the order asked, a key asked twice answered twice.
+        assert_eq!(
+            run(&g, &ws, &["get-many", "b", "z", "nope", "x", "z"]).await,
+            "z=3\nnope: none\nx=1\nz=3"
         );
         assert_eq!(run(&g, &ws, &["list", "b"]).await, "k\nn\nx\ny\nz\npages 1");
         assert_eq!(
@@ -141,7 +151,7 @@ async fn workspaces_stay_apart_through_wasi_keyvalue(place: &Place) {
         storage.workspace("a").unwrap(),
         storage.workspace("b").unwrap(),
     );
-    for guest in [DRAFT, DRAFT2] {
+    for guest in ALL {
         let g = (load(guest.0).await, guest.1);
         assert_eq!(run(&g, &a, &["set", "shared", "secret", "a's"]).await, "ok");
         assert_eq!(run(&g, &b, &["get", "shared", "secret"]).await, "none");
@@ -182,7 +192,7 @@ async fn paging_ten_thousand_keys_returns_each_once_in_order(place: &Place) {
             .unwrap();
     }
     let page_size = storage.limits().default_page_size as usize;
-    for guest in [DRAFT, DRAFT2] {
+    for guest in ALL {
         let g = (load(guest.0).await, guest.1);
         let out = run(&g, &ws, &["list", "many"]).await;
         let mut lines: Vec<&str> = out.lines().collect();
@@ -264,7 +274,7 @@ async fn limits_quotas_and_counters_are_typed_errors_that_change_nothing(place: 
     let storage = place.open(options);
     let ws = storage.workspace("small").unwrap();
     let max_value = storage.limits().max_value_bytes;
-    for guest in [DRAFT, DRAFT2] {
+    for guest in ALL {
         let g = (load(guest.0).await, guest.1);
         let too_big = (max_value + 1).to_string();
         let out = run(&g, &ws, &["set-size", "b", "big", &too_big]).await;
@@ -336,12 +346,12 @@ async fn expired_entries_are_absent_through_wasi_keyvalue(place: &Place) {
     write.ttl = Some(Duration::from_secs(60));
     ns.set_with("session", b"s".to_vec(), write).unwrap();
     ns.set("keep", "k").unwrap();
-    for guest in [DRAFT, DRAFT2] {
+    for guest in ALL {
         let g = (load(guest.0).await, guest.1);
         assert_eq!(run(&g, &ws, &["get", "b", "session"]).await, "s");
     }
     clock.advance(Duration::from_secs(61));
-    for guest in [DRAFT, DRAFT2] {
+    for guest in ALL {
         let g = (load(guest.0).await, guest.1);
         assert_eq!(run(&g, &ws, &["get", "b", "session"]).await, "none");
         assert_eq!(run(&g, &ws, &["exists", "b", "session"]).await, "false");
@@ -414,7 +424,7 @@ async fn bucket_names_and_the_hosts_allow_list(place: &Place) {
     let storage = place.open(StorageOptions::default());
     let ws = storage.workspace("names").unwrap();
     let too_long = "n".repeat(cubby_host::ops::MAX_NAMESPACE_BYTES + 1);
-    for guest in [DRAFT, DRAFT2] {
+    for guest in ALL {
         let g = (load(guest.0).await, guest.1);
         assert_eq!(run(&g, &ws, &["open", ""]).await, "ok");
         assert_eq!(run(&g, &ws, &["open", "any name/at all"]).await, "ok");
@@ -446,7 +456,7 @@ async fn bucket_names_and_the_hosts_allow_list(place: &Place) {
 async fn an_instance_cannot_hold_unbounded_handles() {
     let storage = Storage::in_memory(StorageOptions::default()).unwrap();
     let ws = storage.workspace("h").unwrap();
-    for guest in [DRAFT, DRAFT2] {
+    for guest in ALL {
         let g = (load(guest.0).await, guest.1);
         assert_eq!(
             run(&g, &ws, &["open-many", "b", "1023"]).await,
@@ -471,6 +481,45 @@ async fn a_guest_importing_a_version_the_host_lacks_fails_to_load_naming_it() {
         err.to_string().contains("wasi:keyvalue/store@0.2.0-draft9"),
         "{err}"
     );
+}
+
+/// A guest whose draft2 `get-many` is of neither shape in use is refused at
+/// load, naming the import, what it has, and the two shapes served.
+#[tokio::test]
+async fn a_guest_with_a_get_many_of_a_third_shape_fails_to_load_naming_the_shapes() {
+    let runtime = runtime_builder().build().unwrap();
+    let err = runtime.load_file(guests::KV_ODD_SHAPE).await.unwrap_err();
+    assert!(matches!(err, LoadError::UnservedShape { .. }), "{err:?}");
+    let line = format!("{:#}", anyhow::Error::from(err));
+    for part in [
+        "imports `wasi:keyvalue/batch@0.2.0-draft2` in a shape this host does not serve",
+        "its `get-many` of `wasi:keyvalue/batch@0.2.0-draft2` is a function returning \
+         result<list<list<u8>>, variant>",
+        GetManyShape::Upstream.wit(),
+        GetManyShape::Spin.wit(),
+    ] {
+        assert!(line.contains(part), "{part:?} in {line}");
+    }
+}
+
+/// Each draft2 guest is told the shape of `get-many` it imports, without a
+/// word from the embedder.
+#[tokio::test]
+async fn each_draft2_guest_is_linked_with_its_own_get_many() {
+    let engine = wasmtime::Engine::default();
+    for (guest, shape) in [
+        (DRAFT2, GetManyShape::Upstream),
+        (DRAFT2_SPIN, GetManyShape::Spin),
+        (DRAFT, GetManyShape::Upstream),
+    ] {
+        let component = wasmtime::component::Component::from_file(&engine, guest.0).unwrap();
+        assert_eq!(
+            GetManyShape::of(&engine, &component).unwrap(),
+            shape,
+            "{}",
+            guest.1
+        );
+    }
 }
 
 #[tokio::test]

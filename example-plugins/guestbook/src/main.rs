@@ -1,5 +1,5 @@
 //! `guestbook`: a command-style plugin written against the standard
-//! `wasi:keyvalue@0.2.0-draft2` alone (plain wit-bindgen over the WIT in
+//! `wasi:keyvalue@0.2.0-draft2` alone (plain wit-bindgen over the WIT of it in
 //! `wit/deps`, no `cubby-sdk`), so it runs on any host of that interface; on
 //! Cubby its bucket is a namespace of the workspace the host chose.
 //!

@@ -1,7 +1,7 @@
-//! Host bindings of the vendored `wasi:keyvalue` packages (`wit/deps/`), one
-//! module per version, each in an async and a sync flavour, with the
-//! interface's `error` as [`KvError`](super::KvError) and the resources as
-//! Cubby's own types.
+//! Host bindings of the `wasi:keyvalue` packages (`wit/deps/`, and
+//! `wit/variants/` for Spin's `get-many`), one module per version, each in an
+//! async and a sync flavour, with the interface's `error` as
+//! [`KvError`](super::KvError) and the resources as Cubby's own types.
 
 #![allow(missing_docs)]
 
@@ -47,6 +47,35 @@ pub(crate) mod draft2 {
             with: {
                 "wasi:keyvalue/store.bucket": crate::keyvalue::Bucket,
                 "wasi:keyvalue/atomics.cas": crate::keyvalue::Cas,
+            },
+            trappable_error_type: { "wasi:keyvalue/store.error" => crate::keyvalue::KvError },
+        });
+    }
+}
+
+/// `wasi:keyvalue@0.2.0-draft2` with Spin's `get-many` (one `(key, option)`
+/// per key): only `batch` differs, so `store` and `atomics` are those of
+/// [`draft2`].
+pub(crate) mod draft2_spin {
+    wasmtime::component::bindgen!({
+        path: "../wit/variants/keyvalue-0.2.0-draft2-spin",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store": super::draft2::wasi::keyvalue::store,
+            "wasi:keyvalue/atomics": super::draft2::wasi::keyvalue::atomics,
+        },
+        trappable_error_type: { "wasi:keyvalue/store.error" => crate::keyvalue::KvError },
+    });
+
+    pub(crate) mod sync {
+        wasmtime::component::bindgen!({
+            path: "../wit/variants/keyvalue-0.2.0-draft2-spin",
+            world: "wasi:keyvalue/imports",
+            imports: { default: trappable },
+            with: {
+                "wasi:keyvalue/store": super::super::draft2::sync::wasi::keyvalue::store,
+                "wasi:keyvalue/atomics": super::super::draft2::sync::wasi::keyvalue::atomics,
             },
             trappable_error_type: { "wasi:keyvalue/store.error" => crate::keyvalue::KvError },
         });

@@ -6,7 +6,7 @@
 
 use wasmtime::component::{Linker, Resource};
 
-use super::{Bucket, Cas, KvError, bindings};
+use super::{Bucket, Cas, GetManyShape, KvError, bindings};
 use crate::context::{HasStorage, StorageCtx, blocking};
 use crate::engine::{Condition, StorageError, WriteOptions};
 
@@ -91,19 +91,19 @@ macro_rules! kv_host {
                 }
             }
 
+            kv_host!(@batch $kv, upstream $(, $async)?);
+
+            kv_host!(@atomics $version $(, $async)?);
+        };
+    };
+
+    // `batch`, with `get-many` in the given shape.
+    (@batch $kv:path, $shape:ident $(, $async:ident)?) => {
+        const _: () = {
+            use $kv as kv;
+
             impl kv::batch::Host for StorageCtx {
-                $($async)? fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>)
-                    -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
-                    let ns = self.bucket(&bucket)?;
-                    Ok(run!(move || {
-                        let values = ns.get_many(&keys)?;
-                        Ok(keys
-                            .into_iter()
-                            .zip(values)
-                            .map(|(key, value)| value.map(|v| (key, v)))
-                            .collect())
-                    } $(, $async)?)?)
-                }
+                kv_host!(@get_many $shape $(, $async)?);
 
                 $($async)? fn set_many(
                     &mut self,
@@ -121,9 +121,31 @@ macro_rules! kv_host {
                     Ok(())
                 }
             }
-
-            kv_host!(@atomics $version $(, $async)?);
         };
+    };
+
+    // The standard repository's `get-many`: `none` for a missing key.
+    (@get_many upstream $(, $async:ident)?) => {
+        $($async)? fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>)
+            -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+            let ns = self.bucket(&bucket)?;
+            Ok(run!(move || {
+                let values = ns.get_many(&keys)?;
+                Ok(keys.into_iter().zip(values).map(|(key, value)| value.map(|v| (key, v))).collect())
+            } $(, $async)?)?)
+        }
+    };
+
+    // Spin's `get-many`: every key, its value `none` where missing.
+    (@get_many spin $(, $async:ident)?) => {
+        $($async)? fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>)
+            -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+            let ns = self.bucket(&bucket)?;
+            Ok(run!(move || {
+                let values = ns.get_many(&keys)?;
+                Ok(keys.into_iter().zip(values).collect())
+            } $(, $async)?)?)
+        }
     };
 
     // 0.2.0-draft: a `u64` cursor stands for an engine cursor kept in the
@@ -226,19 +248,27 @@ kv_host!(bindings::draft::sync::wasi::keyvalue, draft);
 kv_host!(bindings::draft::wasi::keyvalue, draft, async);
 kv_host!(bindings::draft2::sync::wasi::keyvalue, draft2);
 kv_host!(bindings::draft2::wasi::keyvalue, draft2, async);
+kv_host!(@batch bindings::draft2_spin::sync::wasi::keyvalue, spin);
+kv_host!(@batch bindings::draft2_spin::wasi::keyvalue, spin, async);
 
 /// Adds both versions' `store`, `atomics` and `batch` of one flavour, whose
-/// bindings are `$draft` and `$draft2`.
+/// Adds both versions' `store`, `atomics` and `batch` of one flavour, whose
+/// bindings are `$draft`, `$draft2` and `$spin`, with draft2's `batch` in
+/// the shape `$shape` asks for.
 macro_rules! add_all {
-    ($linker:ident, $get:ident, $draft:path, $draft2:path) => {{
+    ($linker:ident, $get:ident, $shape:ident, $draft:path, $draft2:path, $spin:path) => {{
         use $draft as draft;
         use $draft2 as draft2;
+        use $spin as spin;
         draft::store::add_to_linker::<T, HasStorage>($linker, $get)?;
         draft::atomics::add_to_linker::<T, HasStorage>($linker, $get)?;
         draft::batch::add_to_linker::<T, HasStorage>($linker, $get)?;
         draft2::store::add_to_linker::<T, HasStorage>($linker, $get)?;
         draft2::atomics::add_to_linker::<T, HasStorage>($linker, $get)?;
-        draft2::batch::add_to_linker::<T, HasStorage>($linker, $get)
+        match $shape {
+            GetManyShape::Upstream => draft2::batch::add_to_linker::<T, HasStorage>($linker, $get),
+            GetManyShape::Spin => spin::batch::add_to_linker::<T, HasStorage>($linker, $get),
+        }
     }};
 }
 
@@ -246,12 +276,15 @@ macro_rules! add_all {
 pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut StorageCtx,
+    shape: GetManyShape,
 ) -> wasmtime::Result<()> {
     add_all!(
         linker,
         get,
+        shape,
         bindings::draft::sync::wasi::keyvalue,
-        bindings::draft2::sync::wasi::keyvalue
+        bindings::draft2::sync::wasi::keyvalue,
+        bindings::draft2_spin::sync::wasi::keyvalue
     )
 }
 
@@ -259,11 +292,14 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
 pub(crate) fn add_to_linker_async<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut StorageCtx,
+    shape: GetManyShape,
 ) -> wasmtime::Result<()> {
     add_all!(
         linker,
         get,
+        shape,
         bindings::draft::wasi::keyvalue,
-        bindings::draft2::wasi::keyvalue
+        bindings::draft2::wasi::keyvalue,
+        bindings::draft2_spin::wasi::keyvalue
     )
 }

@@ -27,6 +27,7 @@
 
 pub(crate) mod bindings;
 mod host;
+mod shape;
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
@@ -34,6 +35,7 @@ use std::hash::{BuildHasher, RandomState};
 use wasmtime::component::{Resource, ResourceTableError};
 
 pub(crate) use host::{add_to_linker, add_to_linker_async};
+pub use shape::{GetManyShape, UnservedShape};
 
 use crate::context::{MAX_OPEN_HANDLES, StorageCtx};
 use crate::engine::{Entry, ErrorKind, Namespace, StorageError};

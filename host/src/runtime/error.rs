@@ -79,6 +79,20 @@ pub enum LoadError {
         #[source]
         source: BoxError,
     },
+    /// The component imports `wasi:keyvalue/batch@0.2.0-draft2` with a
+    /// `get-many` of neither shape Cubby serves
+    /// ([`GetManyShape`](crate::GetManyShape)); the source says which it
+    /// has and which are served.
+    #[error(
+        "{name} imports `wasi:keyvalue/batch@0.2.0-draft2` in a shape this host does not serve"
+    )]
+    UnservedShape {
+        /// The plugin's name.
+        name: String,
+        /// What it imports, and what is served.
+        #[source]
+        source: crate::UnservedShape,
+    },
     /// Neither entry point is exported.
     #[error("{name} exports neither `{handler}` nor `wasi:cli/run`, so there is nothing to call")]
     MissingExport {

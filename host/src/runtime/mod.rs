@@ -30,6 +30,7 @@ pub use error::{CallError, LoadError, RuntimeError};
 pub use plugin::{Plugin, RunOutput};
 
 use crate::bindings::sync::PluginPre;
+use crate::keyvalue::GetManyShape;
 use error::quoted_name;
 use store::HostState;
 
@@ -193,10 +194,19 @@ impl RuntimeBuilder {
             Some(engine) => engine,
             None => self.new_engine()?,
         };
-        let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| crate::add_to_linker(&mut linker, |s: &mut HostState| &mut s.storage))
-            .map_err(|e| RuntimeError::Engine(e.into()))?;
+        let linker = |shape| {
+            let mut linker = Linker::<HostState>::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                .and_then(|()| {
+                    crate::add_to_linker_for(&mut linker, |s: &mut HostState| &mut s.storage, shape)
+                })
+                .map(|()| linker)
+                .map_err(|e| RuntimeError::Engine(e.into()))
+        };
+        let linkers = Linkers {
+            upstream: linker(GetManyShape::Upstream)?,
+            spin: linker(GetManyShape::Spin)?,
+        };
         epoch::keep_ticking(&engine).map_err(|e| RuntimeError::Engine(e.into()))?;
         let pooled = self.pooling && !own_engine;
         let slots = pooled.then(|| Arc::new(Semaphore::new(self.max_instances as usize)));
@@ -204,7 +214,7 @@ impl RuntimeBuilder {
             inner: Arc::new(RuntimeInner {
                 engine,
                 slots,
-                linker,
+                linkers,
                 config: self,
             }),
         })
@@ -296,8 +306,24 @@ struct RuntimeInner {
     /// One permit per slot of the instance pool (when the runtime pools its
     /// own instances), so async calls wait for a slot instead of failing.
     slots: Option<Arc<Semaphore>>,
-    linker: Linker<HostState>,
+    linkers: Linkers,
     config: RuntimeBuilder,
+}
+
+/// A linker for each shape of `wasi:keyvalue`'s draft2 `get-many`: a
+/// component is pre-instantiated with the one it imports.
+struct Linkers {
+    upstream: Linker<HostState>,
+    spin: Linker<HostState>,
+}
+
+impl Linkers {
+    fn of(&self, shape: GetManyShape) -> &Linker<HostState> {
+        match shape {
+            GetManyShape::Upstream => &self.upstream,
+            GetManyShape::Spin => &self.spin,
+        }
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -402,13 +428,21 @@ impl Runtime {
                 name: name.clone(),
                 source: e.into(),
             })?;
-        let pre: InstancePre<HostState> =
-            self.inner.linker.instantiate_pre(&component).map_err(|e| {
-                LoadError::UnsatisfiedImport {
-                    name: name.clone(),
-                    import: quoted_name(&e).unwrap_or_else(|| "an interface".into()),
-                    source: e.into(),
-                }
+        let shape = GetManyShape::of(&self.inner.engine, &component).map_err(|source| {
+            LoadError::UnservedShape {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        let pre: InstancePre<HostState> = self
+            .inner
+            .linkers
+            .of(shape)
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsatisfiedImport {
+                name: name.clone(),
+                import: quoted_name(&e).unwrap_or_else(|| "an interface".into()),
+                source: e.into(),
             })?;
         let command = CommandPre::new(pre.clone()).ok();
         // Without the handler, the bindings' error names its interface.

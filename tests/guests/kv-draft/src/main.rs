@@ -1,6 +1,6 @@
 //! A test guest written against `wasi:keyvalue@0.2.0-draft` alone (plain
-//! wit-bindgen over the vendored WIT, no `cubby-sdk`): `u64` cursors and
-//! counters. Commands: see `kv-common/commands.rs`.
+//! wit-bindgen over Cubby's WIT of the standard, no `cubby-sdk`): `u64`
+//! cursors and counters. Commands: see `kv-common/commands.rs`.
 
 #![allow(missing_docs)]
 
@@ -26,6 +26,12 @@ fn list_keys(
 
 fn parse_cursor(arg: &str) -> Cursor {
     arg.parse().unwrap_or_default()
+}
+
+/// `get-many` as the commands print it: each key asked for, with its value
+/// or `None`.
+fn get_many(b: &kv::store::Bucket, keys: &[String]) -> Result<commands::Pairs, kv::store::Error> {
+    Ok(commands::pairs(keys, kv::batch::get_many(b, keys)?))
 }
 
 /// This version has no commands of its own.
