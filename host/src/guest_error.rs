@@ -61,6 +61,7 @@ impl From<StorageError> for GuestError {
             e @ (StorageError::Corrupt(_)
             | StorageError::InvalidWorkspace { .. }
             | StorageError::Backend(_)
+            | StorageError::DiskFull(_)
             | StorageError::Unavailable(_)
             | StorageError::Closed
             | StorageError::Internal(_)) => Self::Internal(host_failure(&e).into()),
@@ -97,6 +98,10 @@ fn host_failure(e: &StorageError) -> &'static str {
         }
         // Logged where it was found.
         StorageError::Internal(_) => "internal error of the host",
+        StorageError::DiskFull(_) => {
+            tracing::error!(error = %crate::engine::error::cause_chain(e), "the database's disk is full");
+            "the host's storage is full"
+        }
         _ => {
             tracing::error!(error = ?e, "storage call failed on the host");
             "storage is unavailable"
@@ -152,6 +157,7 @@ mod tests {
             },
             StorageError::Corrupt("/srv/secret/cubby.redb page 7".into()),
             StorageError::Backend(Arc::new(std::io::Error::other("/srv/secret: EIO"))),
+            StorageError::DiskFull(Arc::new(std::io::Error::other("/srv/secret: ENOSPC"))),
             StorageError::Unavailable(Arc::new(std::io::Error::other("db.internal:5432"))),
             StorageError::Closed,
             StorageError::Internal("invariant".into()),

@@ -178,9 +178,18 @@ pub enum StorageError {
     #[error("stored entry is corrupt: {0}")]
     Corrupt(String),
     /// The storage backend failed (a disk error, an unexpected database
-    /// error); nothing was changed.
+    /// error). Nothing was changed, except in one case: when the disk fails
+    /// while a commit is being written, the write may have been applied
+    /// (entirely, never in part). On redb the database is reopened before
+    /// the error is returned, so a read afterwards shows which.
     #[error("storage backend failed")]
     Backend(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
+    /// The disk that holds the database is full (a redb file's, or the
+    /// PostgreSQL server's); nothing was changed. Writes work again once
+    /// there is room (a redb database is reopened by itself first); reads
+    /// go on meanwhile.
+    #[error("the disk holding the database is full; nothing was written")]
+    DiskFull(#[source] Arc<dyn std::error::Error + Send + Sync + 'static>),
     /// The database server cannot be reached right now, or did not answer in
     /// time. Nothing was changed, except in one case: when the connection is
     /// lost while a commit is on its way, the write may have been applied
@@ -282,6 +291,7 @@ impl StorageError {
             Self::InvalidWorkspace { .. }
             | Self::Corrupt(_)
             | Self::Backend(_)
+            | Self::DiskFull(_)
             | Self::Unavailable(_)
             | Self::Closed
             | Self::Internal(_) => ErrorKind::Internal,
@@ -308,7 +318,12 @@ macro_rules! backend_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StorageError {
             fn from(e: $t) -> Self {
-                Self::Backend(Arc::new(redb::Error::from(e)))
+                match redb::Error::from(e) {
+                    redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                        Self::DiskFull(Arc::new(io))
+                    }
+                    e => Self::Backend(Arc::new(e)),
+                }
             }
         }
     )*};

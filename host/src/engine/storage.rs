@@ -74,6 +74,21 @@ impl Storage {
         Self::start(Arc::new(backend), options)
     }
 
+    /// Opens a redb database on storage of the test's making: `backend`
+    /// makes it anew for each open (the first, and reopening after an I/O
+    /// failure); `location` names it in messages. Settings as for
+    /// [`open`](Self::open).
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn open_on<B: redb::StorageBackend>(
+        location: &Path,
+        options: StorageOptions,
+        backend: impl Fn() -> B + Send + Sync + 'static,
+    ) -> Result<Self, OpenError> {
+        let backend = RedbBackend::open_on(location, &options, backend)?;
+        Self::start(Arc::new(backend), options)
+    }
+
     /// Creates an empty redb database that lives in memory and is gone when
     /// the last clone of this `Storage` is dropped.
     pub fn in_memory(options: StorageOptions) -> Result<Self, OpenError> {

@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::{Storage, StorageOptions};
 
 pub use crate::engine::{Audit, backend_calls_on_this_thread};
+pub use faults::{Fault, FaultyDisk};
 pub use postgres::{Certificates, HeldWorkspace, Server, query_i64s, sql};
 
+mod faults;
 mod postgres;
 
 /// The environment variable naming the PostgreSQL server the tests use,
@@ -136,6 +138,34 @@ impl Place {
 pub fn all_keys(keys: crate::ops::Keys<'_>) -> Vec<String> {
     keys.collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("listing keys: {e:?}"))
+}
+
+/// Every live entry of a workspace, read back through the API: (namespace,
+/// key) → value, the default space as `""`.
+pub fn contents(
+    ws: &crate::Workspace,
+) -> Result<std::collections::BTreeMap<(String, String), Vec<u8>>, crate::StorageError> {
+    let mut all = std::collections::BTreeMap::new();
+    let mut spaces = vec![String::new()];
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = ws.namespaces(cursor.as_deref(), None)?;
+        spaces.extend(page.keys);
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    for ns in spaces {
+        let space = ws.namespace(&ns)?;
+        for key in space.keys(None) {
+            let key = key?;
+            if let Some(v) = space.get(&key)? {
+                all.insert((ns.clone(), key), v);
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// What the backend stores for workspace `ws`, next to a recount of it.

@@ -164,33 +164,6 @@ fn a_schema_from_a_newer_cubby_is_refused() {
 }
 
 #[test]
-fn a_schema_1_database_gains_the_quotas_table() {
-    let Some(place) = Place::postgres() else {
-        return;
-    };
-    let storage = connect(&place.db_arg()).unwrap();
-    storage.workspace("w").unwrap().set("k", b"v").unwrap();
-    drop(storage);
-    sql(
-        &place.db_arg(),
-        "DROP TABLE cubby_quotas;
-         UPDATE cubby_meta SET value = 1 WHERE name = 'schema_version'",
-    );
-    let storage = connect(&place.db_arg()).unwrap();
-    let ws = storage.workspace("w").unwrap();
-    assert_eq!(ws.get("k").unwrap().unwrap(), b"v");
-    let quota = crate::options::Quota {
-        max_keys: 1,
-        max_bytes: 1,
-    };
-    storage.store_quota("w", Some(quota)).unwrap();
-    assert!(matches!(
-        ws.set("k2", b"v"),
-        Err(StorageError::QuotaExceeded(_))
-    ));
-}
-
-#[test]
 fn processes_creating_the_schema_at_once_all_succeed() {
     let Some(place) = Place::postgres() else {
         return;

@@ -1,13 +1,10 @@
-//! What only the redb backend has: files, locks, damaged files, its schema
-//! and its record format.
+//! What only the redb backend has: files, locks, damaged files, and its
+//! schema (the upgrades of earlier ones: `old_layouts.rs`).
 
-use redb::{ReadableDatabase, TableDefinition};
+use redb::TableDefinition;
 
 use super::*;
-use crate::engine::backend::redb::{
-    ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA, QUOTAS, Record, USAGE,
-};
-use crate::ops::Usage;
+use crate::engine::backend::redb::{ENTRIES, META, META_SCHEMA};
 use crate::{OpenError, StorageError};
 
 /// Writes to the database file at `path` with raw redb, behind the engine's
@@ -135,78 +132,4 @@ fn a_malformed_stored_record_is_an_error_not_a_panic() {
     ws.set("bad", b"good").unwrap();
     assert_eq!(ws.get("bad").unwrap().unwrap(), b"good");
     assert!(ws.delete("bad").unwrap());
-}
-
-#[test]
-fn schema_1_databases_are_upgraded_in_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db.redb");
-    {
-        // The layout Cubby 0.1 wrote.
-        let db = redb::Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut meta = txn.open_table(META).unwrap();
-            meta.insert(META_SCHEMA, 1).unwrap();
-            meta.insert(META_NEXT_VERSION, 3).unwrap();
-            let mut entries = txn.open_table(ENTRIES).unwrap();
-            entries
-                .insert(("w", "", "a"), Record::encode(1, None, b"12").as_slice())
-                .unwrap();
-            entries
-                .insert(("w", "", "bc"), Record::encode(2, None, b"3").as_slice())
-                .unwrap();
-            txn.open_table(USAGE).unwrap().insert("w", (2, 6)).unwrap();
-            txn.open_table(EXPIRY_V1).unwrap();
-        }
-        txn.commit().unwrap();
-    }
-    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
-    let ws = storage.workspace("w").unwrap();
-    assert_eq!(ws.get("a").unwrap().unwrap(), b"12");
-    assert_eq!(ws.usage().unwrap(), Usage { keys: 2, bytes: 6 });
-    assert_eq!(
-        ws.default_space().usage().unwrap(),
-        Usage { keys: 2, bytes: 6 }
-    );
-    assert!(ws.set("d", b"4").unwrap() >= 3, "versions are never reused");
-    drop((ws, storage));
-    let db = redb::Database::open(&path).unwrap();
-    let txn = db.begin_read().unwrap();
-    assert_eq!(
-        txn.open_table(META)
-            .unwrap()
-            .get(META_SCHEMA)
-            .unwrap()
-            .unwrap()
-            .value(),
-        3
-    );
-}
-
-#[test]
-fn schema_2_databases_gain_the_quotas_table() {
-    let place = Place::redb_file();
-    let path = place.dir().join("db.redb");
-    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
-    storage.workspace("w").unwrap().set("k", b"v").unwrap();
-    drop(storage);
-    tamper(&path, |txn| {
-        txn.delete_table(QUOTAS).unwrap();
-        txn.open_table(META)
-            .unwrap()
-            .insert(META_SCHEMA, 2)
-            .unwrap();
-    });
-    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
-    assert_eq!(
-        storage.workspace("w").unwrap().get("k").unwrap().unwrap(),
-        b"v"
-    );
-    let quota = crate::options::Quota {
-        max_keys: 1,
-        max_bytes: 1,
-    };
-    storage.store_quota("w", Some(quota)).unwrap();
-    assert_eq!(storage.stored_quota("w").unwrap(), Some(quota));
 }

@@ -50,6 +50,9 @@ mod transfer;
 mod txn;
 mod write;
 
+#[cfg(test)]
+pub(crate) use schema::SCHEMA_VERSION;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use super::{

@@ -58,6 +58,8 @@ enum Class {
     Lost,
     /// The statement ran past the statement timeout.
     Slow,
+    /// The server's disk is full (SQLSTATE 53100): nothing was written.
+    Full,
     /// Anything else.
     Other,
 }
@@ -71,6 +73,7 @@ fn classify(e: &tokio_postgres::Error) -> Class {
     match db.code().code() {
         "40001" | "40P01" => Class::Conflict,
         "57014" => Class::Slow,
+        "53100" => Class::Full,
         // Connection exceptions, the server shutting down or starting, too
         // many connections.
         code if code.starts_with("08") || code.starts_with("57P") || code == "53300" => Class::Lost,
@@ -117,6 +120,11 @@ pub(super) async fn retrying<A, T>(pool: &Pool, args: &A, op: Op<A, T>) -> Resul
             Class::Slow => {
                 client.release(());
                 return Err(StorageError::Unavailable(Arc::new(e)));
+            }
+            Class::Full => {
+                client.release(());
+                tracing::error!(error = %cause_chain(&e), "the database server's disk is full");
+                return Err(StorageError::DiskFull(Arc::new(e)));
             }
             Class::Other => {
                 client.release(());

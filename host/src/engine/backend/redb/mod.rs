@@ -18,6 +18,7 @@
 mod apply;
 #[cfg(any(test, feature = "testing"))]
 mod audit;
+mod handle;
 mod read;
 mod record;
 mod schema;
@@ -29,6 +30,7 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
+use handle::{Handle, Opener, open_checked};
 use snapshot::{Snapshot, Snapshots};
 use writer::{Kind, Shared, Writer};
 
@@ -41,13 +43,11 @@ use crate::engine::{
 };
 
 #[cfg(test)]
-pub(crate) use record::Record;
-#[cfg(test)]
-pub(crate) use schema::{ENTRIES, EXPIRY_V1, META, META_NEXT_VERSION, META_SCHEMA, QUOTAS, USAGE};
+pub(crate) use schema::{ENTRIES, META, META_SCHEMA, SCHEMA_VERSION};
 
 /// A redb database and its writer thread.
 pub(crate) struct RedbBackend {
-    db: Arc<redb::Database>,
+    db: Arc<Handle>,
     snapshots: Arc<Snapshots>,
     counters: Arc<Counters>,
     writer: Writer,
@@ -63,30 +63,59 @@ impl RedbBackend {
                 source,
             })?;
         }
-        let mut builder = redb::Database::builder();
-        builder.set_check_integrity_on_open(options.verify_on_open);
-        if let Some(bytes) = options.cache_size {
-            builder.set_cache_size(bytes);
-        }
-        let db = builder
-            .create(path)
-            .map_err(|e| schema::open_error(path, e))?;
-        Self::start(db, path, options.durability)
+        let (owned, verify, cache) = (
+            path.to_path_buf(),
+            options.verify_on_open,
+            options.cache_size,
+        );
+        Self::open_with(
+            path,
+            options,
+            Box::new(move || open_checked(&owned, || builder(verify, cache).create(&owned))),
+        )
+    }
+
+    /// Opens a database on storage that `backend` makes, for each open.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn open_on<B: redb::StorageBackend>(
+        location: &Path,
+        options: &StorageOptions,
+        backend: impl Fn() -> B + Send + Sync + 'static,
+    ) -> Result<Self, OpenError> {
+        let (owned, verify, cache) = (
+            location.to_path_buf(),
+            options.verify_on_open,
+            options.cache_size,
+        );
+        Self::open_with(
+            location,
+            options,
+            Box::new(move || {
+                open_checked(&owned, || {
+                    builder(verify, cache).create_with_backend(backend())
+                })
+            }),
+        )
+    }
+
+    /// Opens the database with `opener`, which also reopens it after an I/O
+    /// failure (see `handle.rs`); `path` names it in messages.
+    fn open_with(path: &Path, options: &StorageOptions, opener: Opener) -> Result<Self, OpenError> {
+        Self::start(Handle::open(opener)?, path, options.durability)
     }
 
     /// A fresh database in memory.
     pub fn in_memory() -> Result<Self, OpenError> {
         let path = Path::new(":memory:");
-        let db = redb::Database::builder()
-            .create_with_backend(::redb::backends::InMemoryBackend::new())
-            .map_err(|e| schema::open_error(path, e))?;
+        let db = open_checked(path, || {
+            redb::Database::builder().create_with_backend(::redb::backends::InMemoryBackend::new())
+        })?;
         // Nothing is fsync'd in memory; relaxed commits would only delay the
         // freeing of pages.
-        Self::start(db, path, Durability::Durable)
+        Self::start(Handle::fixed(db), path, Durability::Durable)
     }
 
-    fn start(db: redb::Database, path: &Path, durability: Durability) -> Result<Self, OpenError> {
-        schema::init(&db, path)?;
+    fn start(db: Handle, path: &Path, durability: Durability) -> Result<Self, OpenError> {
         let db = Arc::new(db);
         let snapshots = Arc::new(Snapshots::default());
         let counters = Arc::new(Counters::default());
@@ -109,10 +138,45 @@ impl RedbBackend {
     }
 }
 
+/// A builder of redb databases with Cubby's settings.
+fn builder(verify_on_open: bool, cache_size: Option<usize>) -> redb::Builder {
+    let mut builder = redb::Database::builder();
+    builder.set_check_integrity_on_open(verify_on_open);
+    if let Some(bytes) = cache_size {
+        builder.set_cache_size(bytes);
+    }
+    builder
+}
+
 impl RedbBackend {
-    /// A snapshot that includes every commit acknowledged so far.
+    /// Runs `read` on a snapshot that includes every commit acknowledged so
+    /// far. After an I/O failure, until the writer has reopened the
+    /// database (it is woken to), reads fail rather than show a state the
+    /// reopen may change.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Snapshot) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let result = self.snapshot().and_then(|snap| read(&snap));
+        if let Err(e) = &result {
+            self.noted(e);
+        }
+        result
+    }
+
     fn snapshot(&self) -> Result<Arc<Snapshot>, StorageError> {
-        self.snapshots.read(&self.db)
+        if self.db.is_broken() {
+            return Err(handle::reopening());
+        }
+        self.snapshots.read(&*self.db.get()?)
+    }
+
+    /// After a read's I/O failure, wakes the writer to reopen the database.
+    fn noted(&self, e: &StorageError) {
+        self.db.failed(e);
+        if self.db.is_broken() {
+            self.writer.wake();
+        }
     }
 }
 
@@ -122,7 +186,7 @@ impl Backend for RedbBackend {
     }
 
     fn get(&self, ws: &str, ns: &str, key: &str, now_ms: u64) -> Result<Option<Row>, StorageError> {
-        read::get(&*self.snapshot()?, ws, ns, key, now_ms)
+        self.read(|snap| read::get(snap, ws, ns, key, now_ms))
     }
 
     fn get_many(
@@ -132,7 +196,7 @@ impl Backend for RedbBackend {
         keys: &[&str],
         now_ms: u64,
     ) -> Result<Vec<Option<Row>>, StorageError> {
-        read::get_many(&*self.snapshot()?, ws, ns, keys, now_ms)
+        self.read(|snap| read::get_many(snap, ws, ns, keys, now_ms))
     }
 
     fn list_keys(
@@ -144,7 +208,7 @@ impl Backend for RedbBackend {
         limit: usize,
         now_ms: u64,
     ) -> Result<Page, StorageError> {
-        read::list_keys(&*self.snapshot()?, (ws, ns), prefix, after, limit, now_ms)
+        self.read(|snap| read::list_keys(snap, (ws, ns), prefix, after, limit, now_ms))
     }
 
     fn list_namespaces(
@@ -154,15 +218,15 @@ impl Backend for RedbBackend {
         limit: usize,
         now_ms: u64,
     ) -> Result<Page, StorageError> {
-        read::list_namespaces(&*self.snapshot()?, ws, after, limit, now_ms)
+        self.read(|snap| read::list_namespaces(snap, ws, after, limit, now_ms))
     }
 
     fn usage(&self, ws: &str, ns: Option<&str>, now_ms: u64) -> Result<Usage, StorageError> {
-        read::usage(&*self.snapshot()?, ws, ns, now_ms)
+        self.read(|snap| read::usage(snap, ws, ns, now_ms))
     }
 
     fn workspaces(&self, now_ms: u64) -> Result<Vec<(String, Usage)>, StorageError> {
-        read::workspaces(&*self.snapshot()?, now_ms)
+        self.read(|snap| read::workspaces(snap, now_ms))
     }
 
     fn write(&self, request: WriteRequest) -> Result<Vec<Outcome>, StorageError> {
@@ -214,7 +278,7 @@ impl Backend for RedbBackend {
     }
 
     fn stored_quota(&self, ws: &str) -> Result<Option<Quota>, StorageError> {
-        read::stored_quota(&*self.snapshot()?, ws)
+        self.read(|snap| read::stored_quota(snap, ws))
     }
 
     fn store_quota(&self, ws: &str, quota: Option<Quota>) -> Result<(), StorageError> {
@@ -225,7 +289,7 @@ impl Backend for RedbBackend {
     }
 
     fn stored_quotas(&self) -> Result<Vec<(String, Quota)>, StorageError> {
-        read::stored_quotas(&*self.snapshot()?)
+        self.read(read::stored_quotas)
     }
 
     fn export(
@@ -236,7 +300,12 @@ impl Backend for RedbBackend {
         sink: &mut ExportSink<'_>,
     ) -> Result<(), TransferError> {
         // The snapshot is held to the end: every entry comes from it.
-        read::export(&*self.snapshot()?, ws, namespaces, now_ms, sink)
+        let snap = self.snapshot().inspect_err(|e| self.noted(e))?;
+        let result = read::export(&snap, ws, namespaces, now_ms, sink);
+        if let Err(TransferError::Storage(e)) = &result {
+            self.noted(e);
+        }
+        result
     }
 
     fn publish(&self, publish: &Publish) -> Result<Published, StorageError> {
@@ -248,6 +317,6 @@ impl Backend for RedbBackend {
 
     #[cfg(any(test, feature = "testing"))]
     fn audit(&self, ws: &str, now_ms: u64) -> Result<super::Audit, StorageError> {
-        audit::audit(&self.db, ws, now_ms)
+        audit::audit(&*self.db.get()?, ws, now_ms)
     }
 }

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition, TableHandle};
 
 use super::record::{Record, stored_value_len};
 use crate::engine::OpenError;
@@ -73,55 +73,60 @@ pub(crate) fn init(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
     let location = || path.display().to_string();
     let run = || -> Result<Result<(), OpenError>, redb::Error> {
         let txn = db.begin_write()?;
-        let has_tables = txn.list_tables()?.next().is_some();
-        {
-            let mut meta = txn.open_table(META)?;
-            let found = meta.get(META_SCHEMA)?.map(|g| g.value());
-            match found {
-                Some(SCHEMA_VERSION) => {}
-                Some(old @ (1 | 2)) => {
-                    if old == 1 {
-                        // 0.1 wrote no expiries and no named namespaces; its
-                        // time-first expiry index is replaced and the
-                        // derived tables are rebuilt from the entries.
-                        txn.delete_table(EXPIRY_V1)?;
-                        rebuild_derived(&txn)?;
-                    }
-                    // Version 3 only adds the quotas table, created below.
-                    meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
-                    tracing::info!(
-                        path = %path.display(),
-                        "upgraded database schema {old} to {SCHEMA_VERSION}"
-                    );
+        let have: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
+        let tables = [ENTRIES.name(), USAGE.name(), NS_USAGE.name()]
+            .into_iter()
+            .chain([EXPIRY.name(), QUOTAS.name()]);
+        let missing_table = tables.into_iter().any(|t| !have.iter().any(|h| h == t));
+        let found = txn.open_table(META)?.get(META_SCHEMA)?.map(|g| g.value());
+        match found {
+            // A current database is opened without writing anything (so it
+            // opens on a full disk).
+            Some(SCHEMA_VERSION) if !missing_table => return Ok(Ok(())),
+            Some(SCHEMA_VERSION) => {}
+            Some(old @ (1 | 2)) => {
+                if old == 1 {
+                    // 0.1 wrote no expiries and no named namespaces; its
+                    // time-first expiry index is replaced and the derived
+                    // tables are rebuilt from the entries.
+                    txn.delete_table(EXPIRY_V1)?;
+                    rebuild_derived(&txn)?;
                 }
-                Some(found) => {
-                    return Ok(Err(OpenError::UnsupportedSchema {
-                        location: location(),
-                        found,
-                        supported: SCHEMA_VERSION,
-                    }));
-                }
-                None if has_tables => {
-                    return Ok(Err(OpenError::NotCubby {
-                        location: location(),
-                        reason: "it is a redb database without a Cubby schema".into(),
-                    }));
-                }
-                None => {
-                    meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
-                    meta.insert(META_NEXT_VERSION, 1)?;
-                }
+                // Version 3 only adds the quotas table, created below.
+                txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                tracing::info!(
+                    path = %path.display(),
+                    "upgraded database schema {old} to {SCHEMA_VERSION}"
+                );
             }
-            txn.open_table(ENTRIES)?;
-            txn.open_table(USAGE)?;
-            txn.open_table(NS_USAGE)?;
-            txn.open_table(EXPIRY)?;
-            txn.open_table(QUOTAS)?;
+            Some(found) => {
+                return Ok(Err(OpenError::UnsupportedSchema {
+                    location: location(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                }));
+            }
+            None if have.iter().any(|t| t != META.name()) => {
+                return Ok(Err(OpenError::NotCubby {
+                    location: location(),
+                    reason: "it is a redb database without a Cubby schema".into(),
+                }));
+            }
+            None => {
+                let mut meta = txn.open_table(META)?;
+                meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                meta.insert(META_NEXT_VERSION, 1)?;
+            }
         }
+        txn.open_table(ENTRIES)?;
+        txn.open_table(USAGE)?;
+        txn.open_table(NS_USAGE)?;
+        txn.open_table(EXPIRY)?;
+        txn.open_table(QUOTAS)?;
         txn.commit()?;
         Ok(Ok(()))
     };
-    // An early return above drops `txn`, which aborts it.
+    // A return before the commit drops `txn`, which aborts it.
     run().map_err(|e| open_error(path, e))?
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
 
+use super::handle::Handle;
 use super::schema::{META, META_NEXT_VERSION};
 use super::snapshot::Snapshots;
 use super::tables::Tables;
@@ -64,7 +65,7 @@ struct Job {
 
 /// What the writer shares with the readers.
 pub(crate) struct Shared {
-    pub db: Arc<redb::Database>,
+    pub db: Arc<Handle>,
     pub snapshots: Arc<Snapshots>,
     pub counters: Arc<Counters>,
 }
@@ -111,7 +112,9 @@ impl Writer {
             kind,
             apply: Box::new(move |tables, next_version| {
                 let (result, changed) = match apply(tables, next_version) {
-                    Err(e @ StorageError::Backend(_)) => return Err(e),
+                    Err(e @ (StorageError::Backend(_) | StorageError::DiskFull(_))) => {
+                        return Err(e);
+                    }
                     Err(e) => (Err(e), false),
                     Ok((value, changed)) => (Ok(value), changed),
                 };
@@ -134,6 +137,23 @@ impl Writer {
             .send(job)
             .map_err(|_| StorageError::Closed)?;
         answer.recv().map_err(|_| StorageError::Closed)?
+    }
+
+    /// Wakes the writer without a request, so that it reopens a database
+    /// that a read found broken.
+    pub fn wake(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Job {
+                kind: Kind::Upkeep,
+                apply: Box::new(|_, _| {
+                    Ok(Applied {
+                        changed: false,
+                        answer: Box::new(|| {}),
+                    })
+                }),
+                fail: Box::new(|_| {}),
+            });
+        }
     }
 }
 
@@ -171,6 +191,12 @@ fn run(shared: &Shared, durability: Durability, rx: Receiver<Job>) {
         let durable = flush.next_commit_durable();
         let group = gather(first, &rx, if durable { expected } else { 1 });
         expected = group.len();
+        if let Err(e) = recover(shared) {
+            for job in group {
+                (job.fail)(e.clone());
+            }
+            continue;
+        }
         match commit_group(shared, group, durable) {
             Ok(true) => flush.committed(durable),
             Ok(false) => {}
@@ -259,11 +285,22 @@ impl Flush {
     }
 }
 
+/// After an I/O failure, closes the database and opens it again (see
+/// `handle.rs`); an error if it cannot be opened yet.
+fn recover(shared: &Shared) -> Result<(), StorageError> {
+    if !shared.db.is_broken() {
+        return Ok(());
+    }
+    // Old read snapshots go first: they keep the file open.
+    shared.snapshots.committed();
+    shared.db.reopen()
+}
+
 /// Makes every earlier non-durable commit durable (an empty durable commit);
 /// returns whether that worked.
 fn flush_now(shared: &Shared) -> bool {
     let result = (|| -> Result<(), StorageError> {
-        let mut txn = shared.db.begin_write()?;
+        let mut txn = shared.db.get()?.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)?;
         txn.commit()?;
         shared.counters.add(0, 1, true);
@@ -271,6 +308,8 @@ fn flush_now(shared: &Shared) -> bool {
     })();
     if let Err(e) = &result {
         tracing::error!(error = ?e, "flushing relaxed commits failed");
+        shared.db.failed(e);
+        let _ = recover(shared);
     }
     result.is_ok()
 }
@@ -282,7 +321,11 @@ fn commit_group(shared: &Shared, group: Vec<Job>, durable: bool) -> Result<bool,
     let writes = group.iter().filter(|j| j.kind == Kind::Write).count() as u64;
     let (applies, fails): (Vec<Apply>, Vec<_>) =
         group.into_iter().map(|j| (j.apply, j.fail)).unzip();
-    match apply_group(&shared.db, applies, durable) {
+    match shared
+        .db
+        .get()
+        .and_then(|db| apply_group(&db, applies, durable))
+    {
         Ok((answers, committed)) => {
             if committed {
                 shared.snapshots.committed();
@@ -294,6 +337,10 @@ fn commit_group(shared: &Shared, group: Vec<Job>, durable: bool) -> Result<bool,
             Ok(committed)
         }
         Err(e) => {
+            // Reopened before the answer, so that a read after the error
+            // sees how the group ended: whole or not at all.
+            shared.db.failed(&e);
+            let _ = recover(shared);
             for fail in fails {
                 fail(e.clone());
             }
