@@ -63,6 +63,12 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "the `probe` test guest (request/response, misbehaves on request)",
     ),
     (
+        "WRITER",
+        "writer",
+        "writer.wasm",
+        "the `writer` test guest (command-style; writes until killed or refused)",
+    ),
+    (
         "EMBEDDED",
         "embedded",
         "embedded.wasm",

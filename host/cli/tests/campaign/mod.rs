@@ -1,0 +1,214 @@
+//! The kill -9 campaign: runs of the `writer` test plugin under `cubby run`,
+//! each killed with SIGKILL at a random moment, each followed by a check of
+//! everything the host acknowledged.
+//!
+//! Run `r` writes in workspace `crash-{r}`: keys `k0`, `k1`, … (each value
+//! starts with its key's name), and after each key the counter `n`. The
+//! plugin prints `set k{i}` and `n {value}` only after the host returned,
+//! so every line read from it is an acknowledged write. After the kill, the
+//! database is opened (a redb file by this process, which the killed one no
+//! longer holds; PostgreSQL over a connection kept for the whole campaign)
+//! and checked:
+//! - every acknowledged key is there, with its own value;
+//! - the counter is never behind its last acknowledged value, and never
+//!   ahead of the keys written (each increment follows its key);
+//! - the workspace's usage equals a recount of its entries.
+//!
+//! Shared by the CI test (`tests/faults.rs`, a few runs per backend) and
+//! the `crash-campaign` example, which `tests/crash/campaign` runs for
+//! a thousand.
+
+// Test support: a broken promise or a failing tool panics with the reason.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cubby_host::testing::audit;
+use cubby_host::{Storage, StorageOptions};
+
+/// What a campaign runs, and where.
+pub struct Campaign {
+    /// The `cubby` binary.
+    pub cubby: PathBuf,
+    /// The `writer` plugin.
+    pub plugin: PathBuf,
+    /// The compiled-plugin cache (`CUBBY_CACHE_DIR`).
+    pub cache_dir: PathBuf,
+    /// What `--db` takes: a redb file, or a PostgreSQL URL.
+    pub db: String,
+    /// How many runs.
+    pub runs: u32,
+    /// The longest a run lives before its kill (each picks a time at
+    /// random up to this).
+    pub max_life: Duration,
+    /// The seed of the kill times.
+    pub seed: u64,
+}
+
+/// What a campaign found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Runs done.
+    pub runs: u32,
+    /// Runs killed before the plugin acknowledged anything.
+    pub silent_runs: u32,
+    /// Writes acknowledged (keys and increments).
+    pub acknowledged: u64,
+    /// Acknowledged writes not found afterwards (must be 0).
+    pub lost: u64,
+    /// Broken promises found (must be 0).
+    pub broken: u64,
+    /// The first few of them, described.
+    pub problems: Vec<String>,
+}
+
+impl Campaign {
+    /// Runs the campaign; `progress` is called after each run.
+    pub fn run(&self, mut progress: impl FnMut(&Report)) -> Report {
+        let mut rng = fastrand::Rng::with_seed(self.seed);
+        let mut report = Report::default();
+        let postgres = self.db.starts_with("postgres");
+        // PostgreSQL is opened once; a redb file only between runs (one
+        // process at a time).
+        let shared = postgres.then(|| self.open());
+        for run in 0..self.runs {
+            let ws = format!("crash-{run}");
+            let life = self.max_life.mul_f64(rng.f64());
+            let acked = self.killed_run(&ws, life);
+            report.runs += 1;
+            report.silent_runs += u32::from(acked.keys.is_empty() && acked.n.is_none());
+            report.acknowledged += acked.keys.len() as u64 + acked.n.unwrap_or(0) as u64;
+            match &shared {
+                Some(storage) => check(storage, &ws, &acked, &mut report),
+                None => check(&self.open(), &ws, &acked, &mut report),
+            }
+            progress(&report);
+        }
+        report
+    }
+
+    fn open(&self) -> Storage {
+        let opened = if self.db.starts_with("postgres") {
+            Storage::connect(&self.db, StorageOptions::default())
+        } else {
+            Storage::open(&self.db, StorageOptions::default())
+        };
+        opened.unwrap_or_else(|e| panic!("the database does not open after a kill: {e:?}"))
+    }
+
+    /// Starts the plugin in workspace `ws`, kills it after `life`, and
+    /// returns what it acknowledged.
+    fn killed_run(&self, ws: &str, life: Duration) -> Acked {
+        let mut child = Command::new(&self.cubby)
+            .args(["--db", &self.db, "run", "-w", ws])
+            .arg(&self.plugin)
+            .env("CUBBY_CACHE_DIR", &self.cache_dir)
+            .env_remove("CUBBY_DB")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.cubby.display()));
+        let stdout = child.stdout.take().expect("piped");
+        let reader = std::thread::spawn(move || read_acks(BufReader::new(stdout)));
+        let started = Instant::now();
+        while started.elapsed() < life {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut err) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+                }
+                panic!("the writer stopped by itself ({status}): {stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // SIGKILL: no destructor, no flush, no clean shutdown.
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        reader.join().expect("the reader thread")
+    }
+}
+
+/// What one run acknowledged.
+#[derive(Debug, Default)]
+struct Acked {
+    keys: Vec<String>,
+    /// The last counter value printed.
+    n: Option<i64>,
+}
+
+/// The acknowledgements, up to the kill: whole lines only (a line cut by
+/// the kill acknowledges nothing).
+fn read_acks(mut out: impl BufRead) -> Acked {
+    let mut acked = Acked::default();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match out.read_line(&mut line) {
+            Ok(0) | Err(_) => return acked,
+            Ok(_) if !line.ends_with('\n') => return acked,
+            Ok(_) => {}
+        }
+        let line = line.trim_end();
+        if let Some(key) = line.strip_prefix("set ") {
+            acked.keys.push(key.to_owned());
+        } else if let Some(n) = line.strip_prefix("n ").and_then(|n| n.parse().ok()) {
+            acked.n = Some(n);
+        }
+    }
+}
+
+/// Checks one run's workspace against what it acknowledged.
+fn check(storage: &Storage, ws: &str, acked: &Acked, report: &mut Report) {
+    let mut problem = |what: String| {
+        report.broken += 1;
+        if report.problems.len() < 20 {
+            report.problems.push(format!("{ws}: {what}"));
+        }
+    };
+    let workspace = storage
+        .workspace(ws)
+        .unwrap_or_else(|e| panic!("workspace {ws}: {e:?}"));
+    let mut values = Vec::with_capacity(acked.keys.len());
+    // In pieces within the batch limit.
+    for keys in acked.keys.chunks(500) {
+        let got = workspace.get_many(keys);
+        values.extend(got.unwrap_or_else(|e| panic!("reading {ws}: {e:?}")));
+    }
+    let mut lost = 0;
+    for (key, value) in acked.keys.iter().zip(values) {
+        match value {
+            Some(v) if v.starts_with(key.as_bytes()) && v.get(key.len()) == Some(&b'.') => {}
+            Some(_) => problem(format!("{key} holds another value")),
+            None => {
+                lost += 1;
+                problem(format!("acknowledged {key} is missing"));
+            }
+        }
+    }
+    let stored_n = match workspace.get("n") {
+        Ok(Some(v)) => String::from_utf8_lossy(&v).parse::<i64>().unwrap_or(-1),
+        Ok(None) => 0,
+        Err(e) => panic!("reading {ws}/n: {e:?}"),
+    };
+    if let Some(n) = acked.n.filter(|&n| stored_n < n) {
+        lost += (n - stored_n) as u64;
+        problem(format!(
+            "the counter is {stored_n}, behind its acknowledged {n}"
+        ));
+    }
+    let a = audit(storage, ws);
+    // Every key but the counter is one of the writer's keys.
+    let keys = a.recounted.keys.saturating_sub(u64::from(stored_n > 0));
+    if stored_n as u64 > keys {
+        problem(format!(
+            "the counter {stored_n} is ahead of the {keys} keys"
+        ));
+    }
+    if a.stored_usage != a.recounted || a.stored_usage != a.stored_namespace_usage {
+        problem(format!("usage is not a recount: {a:?}"));
+    }
+    report.lost += lost;
+}
