@@ -12,6 +12,16 @@
 //!                                        "won N" for each round this won
 //! storage-worker URL prune               remove expired entries; print
 //!                                        "removed N"
+//! storage-worker URL storm WS SECONDS    add 1 to "counter" for SECONDS,
+//!                                        going on after errors; print
+//!                                        "n VALUE" for each acknowledged
+//!                                        one and "error KIND: MESSAGE" for
+//!                                        each failure (for faults by hand)
+//! storage-worker URL model WS SEED OPS   the concurrent model campaign's
+//!                                        worker (`cubby_tests::model`);
+//!                                        print "ops N", "mismatches N", a
+//!                                        "mismatch …" line for each of the
+//!                                        first, "model", then the model
 //! ```
 
 use std::io::Write;
@@ -77,6 +87,34 @@ fn main() -> Result<()> {
         [_, "prune"] => {
             let removed = open(background_off())?.prune()?;
             writeln!(out, "removed {removed}")?;
+        }
+        [_, "storm", ws, seconds] => {
+            let ws = open(background_off())?.workspace(ws)?;
+            let until =
+                std::time::Instant::now() + std::time::Duration::from_secs(seconds.parse()?);
+            while std::time::Instant::now() < until {
+                match ws.increment("counter", 1, None) {
+                    Ok(n) => writeln!(out, "n {n}")?,
+                    Err(e) => {
+                        writeln!(out, "error {:?}: {e}", e.kind())?;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                }
+                out.flush()?;
+            }
+        }
+        [_, "model", ws, seed, ops] => {
+            let ws = open(background_off())?.workspace(ws)?;
+            let found = cubby_tests::model::run(&ws, seed.parse()?, ops.parse()?);
+            writeln!(out, "ops {}", found.ops)?;
+            writeln!(out, "mismatches {}", found.mismatches)?;
+            for line in &found.first {
+                writeln!(out, "mismatch {}", line.escape_debug())?;
+            }
+            writeln!(out, "model")?;
+            for line in cubby_tests::model::encode(&found.model) {
+                writeln!(out, "{line}")?;
+            }
         }
         _ => return Err("usage: see the source of storage-worker".into()),
     }
