@@ -21,6 +21,11 @@ pub(crate) enum GuestError {
     InvalidNamespace(String),
     #[error("the value is larger than the limit of {0} bytes")]
     ValueTooLarge(u64),
+    /// `value-too-large` too, from a plain read of a larger streamed value.
+    #[error(
+        "the value is larger than the limit of {0} bytes for a plain read: read it as a stream"
+    )]
+    TooLargeToRead(u64),
     #[error("{0}")]
     QuotaExceeded(String),
     #[error("the cursor was not returned by this listing")]
@@ -47,6 +52,9 @@ impl From<StorageError> for GuestError {
             StorageError::InvalidNamespace(why) => Self::InvalidNamespace(why),
             StorageError::ValueTooLarge { limit, .. } => {
                 Self::ValueTooLarge(u64::try_from(limit).unwrap_or(u64::MAX))
+            }
+            StorageError::TooLargeToRead { limit, .. } => {
+                Self::TooLargeToRead(u64::try_from(limit).unwrap_or(u64::MAX))
             }
             StorageError::QuotaExceeded(why) => Self::QuotaExceeded(why),
             StorageError::InvalidCursor => Self::InvalidCursor,
@@ -75,7 +83,7 @@ impl GuestError {
         match self {
             Self::InvalidKey(_) => ErrorKind::InvalidKey,
             Self::InvalidNamespace(_) => ErrorKind::InvalidNamespace,
-            Self::ValueTooLarge(_) => ErrorKind::ValueTooLarge,
+            Self::ValueTooLarge(_) | Self::TooLargeToRead(_) => ErrorKind::ValueTooLarge,
             Self::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             Self::InvalidCursor => ErrorKind::InvalidCursor,
             Self::NotACounter => ErrorKind::NotACounter,
@@ -141,6 +149,7 @@ mod tests {
             StorageError::InvalidKey("empty".into()),
             StorageError::InvalidNamespace("long".into()),
             StorageError::ValueTooLarge { len: 9, limit: 8 },
+            StorageError::TooLargeToRead { size: 9, limit: 8 },
             StorageError::QuotaExceeded("keys".into()),
             StorageError::InvalidCursor,
             StorageError::NotACounter,

@@ -257,7 +257,9 @@ macro_rules! storage_host {
                     Ok(match GuestError::from(e) {
                         GuestError::InvalidKey(why) => wit::Error::InvalidKey(why),
                         GuestError::InvalidNamespace(why) => wit::Error::InvalidNamespace(why),
-                        GuestError::ValueTooLarge(limit) => wit::Error::ValueTooLarge(limit),
+                        GuestError::ValueTooLarge(limit) | GuestError::TooLargeToRead(limit) => {
+                            wit::Error::ValueTooLarge(limit)
+                        }
                         GuestError::QuotaExceeded(why) => wit::Error::QuotaExceeded(why),
                         GuestError::InvalidCursor => wit::Error::InvalidCursor,
                         GuestError::NotACounter => wit::Error::NotACounter,

@@ -138,7 +138,8 @@ pub mod testing;
 
 pub use context::StorageCtx;
 pub use engine::{
-    BoxError, ErrorKind, Namespace, OpenError, Storage, StorageError, StorageOptions, Workspace,
+    BoxError, ErrorKind, Namespace, OpenError, Storage, StorageError, StorageOptions, StreamReader,
+    StreamWriter, Workspace,
 };
 pub use keyvalue::{GetManyShape, UnservedShape};
 pub use linker::{add_to_linker, add_to_linker_async, add_to_linker_async_for, add_to_linker_for};
@@ -146,11 +147,11 @@ pub use runtime::{CallError, LoadError, Plugin, RunOutput, Runtime, RuntimeBuild
 
 /// What storage operations take and return: entries, pages of keys,
 /// conditions and write options, the operations of a transaction and their
-/// outcomes, usage.
+/// outcomes, usage, and the options and metadata of streamed values.
 pub mod ops {
     pub use crate::engine::{
         Action, Cleared, CommitStats, Condition, Entry, KeyPage, Keys, MAX_NAMESPACE_BYTES, Op,
-        Outcome, Usage, WriteOptions,
+        Outcome, StreamOptions, Usage, ValueInfo, WriteOptions,
     };
 }
 

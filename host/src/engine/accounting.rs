@@ -54,7 +54,7 @@ impl UsageChange {
         if let Some(row) = new {
             let d = self.slot(ns);
             d.keys += 1;
-            d.bytes += entry_bytes(key, row.value.len()) as i64;
+            d.bytes += entry_bytes(key, row.stored_len() as usize) as i64;
         }
     }
 
@@ -146,11 +146,7 @@ mod tests {
 
     #[test]
     fn changes_add_up_per_namespace() {
-        let row = |v: &[u8]| Row {
-            value: v.to_vec(),
-            version: 1,
-            expires_at_ms: None,
-        };
+        let row = |v: &[u8]| Row::inline(v.to_vec(), 1, None);
         let mut change = UsageChange::default();
         change.replace("", "a", None, Some(&row(b"123")));
         change.replace("n", "bb", Some(9), Some(&row(b"1")));

@@ -128,6 +128,19 @@ pub enum StorageError {
         /// The limit.
         limit: usize,
     },
+    /// A plain read (`get`, `entry`, `get_many`, `get_and_renew`) of a
+    /// streamed value larger than
+    /// [`Limits::max_value_bytes`](crate::options::Limits): read it with
+    /// [`Namespace::read_stream`](crate::Namespace::read_stream).
+    #[error(
+        "the value is {size} bytes, more than the limit of {limit} bytes for a plain read: read it as a stream"
+    )]
+    TooLargeToRead {
+        /// The value's length.
+        size: u64,
+        /// The limit of a plain read.
+        limit: usize,
+    },
     /// The write would take the workspace past a quota; nothing was written.
     #[error("quota exceeded: {0}")]
     QuotaExceeded(String),
@@ -280,7 +293,7 @@ impl StorageError {
         match self {
             Self::InvalidKey(_) => ErrorKind::InvalidKey,
             Self::InvalidNamespace(_) => ErrorKind::InvalidNamespace,
-            Self::ValueTooLarge { .. } => ErrorKind::ValueTooLarge,
+            Self::ValueTooLarge { .. } | Self::TooLargeToRead { .. } => ErrorKind::ValueTooLarge,
             Self::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             Self::InvalidCursor => ErrorKind::InvalidCursor,
             Self::NotACounter => ErrorKind::NotACounter,

@@ -31,6 +31,11 @@ pub struct Limits {
     pub max_bytes_per_workspace: u64,
     /// Most operations in one batch or transaction. Default 1000.
     pub max_batch_ops: u32,
+    /// Largest value written as a stream, in bytes (its logical size).
+    /// Default 256 MiB; always within the workspace's quota too.
+    pub max_stream_bytes: u64,
+    /// Most stream writes of one workspace in progress at once. Default 16.
+    pub max_open_streams: u32,
 }
 
 impl Default for Limits {
@@ -43,6 +48,8 @@ impl Default for Limits {
             max_keys_per_workspace: 1_000_000,
             max_bytes_per_workspace: 1024 * 1024 * 1024,
             max_batch_ops: 1000,
+            max_stream_bytes: 256 * 1024 * 1024,
+            max_open_streams: 16,
         }
     }
 }

@@ -24,6 +24,7 @@
 
 mod accounting;
 mod backend;
+mod blob;
 mod clock;
 pub(crate) mod error;
 mod limits;
@@ -32,6 +33,7 @@ mod options;
 mod rules;
 mod stage;
 mod storage;
+mod stream;
 mod sweeper;
 mod transfer;
 mod types;
@@ -48,6 +50,7 @@ pub use rules::MAX_NAMESPACE_BYTES;
 pub use storage::Storage;
 #[cfg(any(test, feature = "testing"))]
 pub use storage::backend_calls_on_this_thread;
+pub use stream::{StreamOptions, StreamReader, StreamWriter, ValueInfo};
 pub use transfer::{
     ExportOptions, ExportSummary, ImportMode, ImportSummary, Progress, TransferError,
 };

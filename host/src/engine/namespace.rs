@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backend::{Backend, Page, Row, WriteRequest};
+use super::stream::{StreamOptions, StreamReader, StreamWriter, ValueInfo, materialize};
 use super::{
     Action, Cleared, Condition, Entry, KeyPage, Op, Outcome, Storage, StorageError, Usage,
     WriteOptions, rules,
@@ -48,16 +49,47 @@ impl Namespace {
         &self.name
     }
 
-    /// The value stored under `key`, or `None`.
+    /// The value stored under `key`, or `None`. A streamed value larger
+    /// than [`Limits::max_value_bytes`](crate::options::Limits) is
+    /// [`StorageError::TooLargeToRead`]: read it with
+    /// [`read_stream`](Self::read_stream).
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.read(key)?.map(|row| row.value))
+        Ok(self.read_whole(key)?.map(|row| row.value))
     }
 
     /// The entry stored under `key`, with its version and remaining
-    /// time-to-live, or `None`.
+    /// time-to-live, or `None`. A large streamed value is refused as by
+    /// [`get`](Self::get).
     pub fn entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         let now = self.storage.now_ms();
-        Ok(self.read(key)?.map(|row| row.to_entry(now)))
+        Ok(self.read_whole(key)?.map(|row| row.to_entry(now)))
+    }
+
+    /// Starts writing a value under `key` as a stream: any size up to
+    /// [`Limits::max_stream_bytes`](crate::options::Limits), a chunk in
+    /// memory at a time, published atomically by
+    /// [`StreamWriter::finish`]. At most
+    /// [`Limits::max_open_streams`](crate::options::Limits) writers of a
+    /// workspace are open at once.
+    pub fn write_stream(
+        &self,
+        key: &str,
+        options: StreamOptions,
+    ) -> Result<StreamWriter, StorageError> {
+        StreamWriter::open(self.clone(), key, options)
+    }
+
+    /// Opens the value under `key` for reading a chunk at a time, or `None`
+    /// if there is none. Works for every entry, streamed or not.
+    pub fn read_stream(&self, key: &str) -> Result<Option<StreamReader>, StorageError> {
+        Ok(self.read(key)?.map(|row| StreamReader::open(self, row)))
+    }
+
+    /// The size and metadata of the value under `key`, without reading it;
+    /// `None` if there is none.
+    pub fn info(&self, key: &str) -> Result<Option<ValueInfo>, StorageError> {
+        let now = self.storage.now_ms();
+        Ok(self.read(key)?.map(|row| ValueInfo::of(&row, now)))
     }
 
     /// Whether a value is stored under `key`.
@@ -77,7 +109,9 @@ impl Namespace {
         let rows =
             self.backend()
                 .get_many(&self.workspace, &self.name, &keys, self.storage.now_ms())?;
-        Ok(rows.into_iter().map(|r| r.map(|r| r.value)).collect())
+        rows.into_iter()
+            .map(|r| r.map(|r| materialize(self, r).map(|r| r.value)).transpose())
+            .collect()
     }
 
     /// Stores `value` under `key`, replacing any previous entry (and its
@@ -156,9 +190,21 @@ impl Namespace {
 
     /// Returns the entry under `key` and makes it expire `ttl` from now, in
     /// one atomic write (sliding expiry); the version is kept. `None` (and
-    /// nothing written) if there is no entry.
+    /// nothing written) if there is no entry. A large streamed value is
+    /// renewed, then refused as by [`get`](Self::get).
     pub fn get_and_renew(&self, key: &str, ttl: Duration) -> Result<Option<Entry>, StorageError> {
         match self.run_one(self.op(key, Action::Renew(ttl)))? {
+            Outcome::Renewed(Some(entry)) if entry.value.is_empty() => {
+                // Perhaps a streamed value, whose bytes the write did not
+                // read: read them now, if it is still the same value.
+                match self.read(key)? {
+                    Some(row) if row.blob.is_some() && row.version == entry.version => {
+                        let now = self.storage.now_ms();
+                        Ok(Some(materialize(self, row)?.to_entry(now)))
+                    }
+                    _ => Ok(Some(entry)),
+                }
+            }
             Outcome::Renewed(entry) => Ok(entry),
             other => Err(unexpected(Some(other))),
         }
@@ -320,11 +366,18 @@ impl Namespace {
         self.storage.backend()
     }
 
-    /// The live entry under `key`.
+    /// The live entry under `key` (a streamed value's bytes not read).
     fn read(&self, key: &str) -> Result<Option<Row>, StorageError> {
         rules::check_key(self.storage.limits(), key)?;
         self.backend()
             .get(&self.workspace, &self.name, key, self.storage.now_ms())
+    }
+
+    /// The live entry under `key` with its whole value.
+    fn read_whole(&self, key: &str) -> Result<Option<Row>, StorageError> {
+        self.read(key)?
+            .map(|row| materialize(self, row))
+            .transpose()
     }
 
     fn op(&self, key: &str, action: Action) -> Op {
@@ -352,6 +405,7 @@ impl Namespace {
         self.backend().write(WriteRequest {
             workspace: self.workspace.clone(),
             ops,
+            blob: None,
             now_ms: self.storage.now_ms(),
             quota: self.storage.quota_rule(&self.workspace),
         })

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::backend::Row;
+use super::backend::{BlobPut, Row};
 use super::{Action, Op, Outcome, StorageError};
 
 /// A key inside a workspace: (namespace, key).
@@ -40,15 +40,32 @@ pub(crate) struct Staged {
 /// Errors: a failed condition ([`StorageError::Conflict`] with the op's index
 /// and the current entry), a counter error, or an error of `stored`. Nothing
 /// is written in any case; the caller discards the staged state.
+/// A streamed value's publish (`blob`) comes last, after the ops, and
+/// answers [`Outcome::Set`].
 pub(crate) fn stage(
     ops: Vec<Op>,
+    blob: Option<BlobPut>,
     now_ms: u64,
     mut stored: impl FnMut(&str, &str) -> Result<Option<Row>, StorageError>,
     mut next_version: impl FnMut() -> u64,
 ) -> Result<Staged, StorageError> {
     let mut changes = Changes::new();
-    let mut outcomes = Vec::with_capacity(ops.len());
-    for (index, op) in ops.into_iter().enumerate() {
+    let mut outcomes = Vec::with_capacity(ops.len() + usize::from(blob.is_some()));
+    // The publish is staged as a set whose row holds the blob.
+    let publish = blob.map(|b| {
+        let op = Op {
+            namespace: b.namespace,
+            key: b.key,
+            condition: b.condition,
+            action: Action::Set {
+                value: Vec::new(),
+                ttl: b.ttl,
+            },
+        };
+        (op, Some(b.blob))
+    });
+    let steps = ops.into_iter().map(|op| (op, None)).chain(publish);
+    for (index, (op, blob)) in steps.enumerate() {
         let slot = (op.namespace, op.key);
         let unconditional = op.condition.is_none();
         let current = match changes.get(&slot) {
@@ -69,14 +86,13 @@ pub(crate) fn stage(
             None => stored(&slot.0, &slot.1)?,
         }
         .filter(|row| row.is_live(now_ms));
-        if let Some(condition) = &op.condition {
-            let now_view = current.as_ref().map(|c| (c.value.as_slice(), c.version));
-            if !condition.holds(now_view) {
-                return Err(StorageError::Conflict {
-                    index,
-                    current: current.map(|c| c.to_entry(now_ms)),
-                });
-            }
+        if let Some(condition) = &op.condition
+            && !condition.holds(current.as_ref())
+        {
+            return Err(StorageError::Conflict {
+                index,
+                current: current.map(|c| c.to_entry(now_ms)),
+            });
         }
         // `None`: the op changes nothing; `Some(state)`: the key's new state.
         let (next, outcome) = match op.action {
@@ -87,6 +103,7 @@ pub(crate) fn stage(
                     value,
                     version,
                     expires_at_ms: deadline(now_ms, ttl),
+                    blob,
                 };
                 (Some(Some(row)), Outcome::Set { version })
             }
@@ -94,11 +111,7 @@ pub(crate) fn stage(
             Action::Increment { delta, ttl } => {
                 let (old, expires_at_ms) = counter(current.as_ref(), now_ms, ttl)?;
                 let n = old.checked_add(delta).ok_or(StorageError::Overflow)?;
-                let row = Row {
-                    value: n.to_string().into_bytes(),
-                    version: next_version(),
-                    expires_at_ms,
-                };
+                let row = Row::inline(n.to_string().into_bytes(), next_version(), expires_at_ms);
                 (Some(Some(row)), Outcome::Incremented(n))
             }
             Action::IncrementUnsigned { delta, ttl } => {
@@ -111,11 +124,7 @@ pub(crate) fn stage(
                     .ok()
                     .and_then(|d| old.checked_add(d))
                     .ok_or(StorageError::Overflow)?;
-                let row = Row {
-                    value: n.to_string().into_bytes(),
-                    version: next_version(),
-                    expires_at_ms,
-                };
+                let row = Row::inline(n.to_string().into_bytes(), next_version(), expires_at_ms);
                 (Some(Some(row)), Outcome::Incremented(n))
             }
             Action::Expire(ttl) => match current {

@@ -248,11 +248,12 @@ impl Storage {
     }
 
     /// Removes every expired entry now, in bounded passes (each its own
-    /// transaction, so writers are served in between). The background
-    /// sweeper does the same a pass at a time; expired entries are invisible
-    /// either way, pruning frees their space. Safe to run while other
-    /// processes sweep the same database.
-    /// Returns how many entries were removed.
+    /// transaction, so writers are served in between), then the chunks of
+    /// streamed values whose time is up (abandoned writes, values replaced
+    /// or removed more than 10 minutes ago). The background sweeper does the
+    /// same a pass at a time; expired entries are invisible either way,
+    /// pruning frees their space. Safe to run while other processes sweep
+    /// the same database. Returns how many entries were removed.
     pub fn prune(&self) -> Result<u64, StorageError> {
         let mut removed = 0;
         let mut resume = None;
@@ -261,9 +262,11 @@ impl Storage {
             removed += pass.removed;
             match pass.resume {
                 Some(next) => resume = Some(next),
-                None => return Ok(removed),
+                None => break,
             }
         }
+        while self.backend().collect_blobs(self.now_ms(), SWEEP_BUDGET)? > 0 {}
+        Ok(removed)
     }
 
     /// What this handle's database has committed since it was opened in

@@ -1,5 +1,6 @@
 //! The background sweeper: one thread per [`Storage`](crate::Storage) that
-//! asks the backend to remove expired entries, a bounded pass at a time.
+//! asks the backend to remove expired entries, and the chunks of streamed
+//! values whose time is up, a bounded pass at a time.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -46,6 +47,14 @@ impl Sweeper {
                             resume = pass.resume;
                         }
                         Err(e) => tracing::warn!(error = %e, "sweeping expired entries failed"),
+                    }
+                    match backend.collect_blobs(clock.now_ms(), SWEEP_BUDGET) {
+                        Ok(0) => {}
+                        Ok(removed) => {
+                            tracing::debug!(removed, "removed chunks of streamed values");
+                            wait = Duration::ZERO;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "collecting chunks failed"),
                     }
                 }
             })?;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::backend::Row;
+
 /// Usage of a workspace or namespace: live entries only, never expired ones.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -106,11 +108,16 @@ pub enum Condition {
 }
 
 impl Condition {
-    pub(crate) fn holds(&self, current: Option<(&[u8], u64)>) -> bool {
+    /// Whether the condition holds for the live entry `current`. A streamed
+    /// value equals `want` when its size and checksum do.
+    pub(crate) fn holds(&self, current: Option<&Row>) -> bool {
         match (self, current) {
             (Self::Absent, current) => current.is_none(),
-            (Self::VersionEquals(v), Some((_, version))) => *v == version,
-            (Self::ValueEquals(want), Some((value, _))) => want.as_slice() == value,
+            (Self::VersionEquals(v), Some(row)) => *v == row.version,
+            (Self::ValueEquals(want), Some(row)) => match &row.blob {
+                Some(blob) => blob.holds(want),
+                None => *want == row.value,
+            },
             (_, None) => false,
         }
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::namespace::key_page;
 use super::{
-    Condition, Entry, KeyPage, Keys, Namespace, Op, Outcome, Quota, Storage, StorageError, Usage,
-    WriteOptions, rules,
+    Condition, Entry, KeyPage, Keys, Namespace, Op, Outcome, Quota, Storage, StorageError,
+    StreamOptions, StreamReader, StreamWriter, Usage, ValueInfo, WriteOptions, rules,
 };
 
 /// One workspace's data: the only way to reach stored entries.
@@ -164,6 +164,28 @@ impl Workspace {
     /// Whether the default space holds `key`; see [`Namespace::exists`].
     pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
         self.default.exists(key)
+    }
+
+    /// Starts writing a value under `key` in the default space as a
+    /// stream; see [`Namespace::write_stream`].
+    pub fn write_stream(
+        &self,
+        key: &str,
+        options: StreamOptions,
+    ) -> Result<StreamWriter, StorageError> {
+        self.default.write_stream(key, options)
+    }
+
+    /// Opens the value under `key` in the default space for reading as a
+    /// stream; see [`Namespace::read_stream`].
+    pub fn read_stream(&self, key: &str) -> Result<Option<StreamReader>, StorageError> {
+        self.default.read_stream(key)
+    }
+
+    /// The size and metadata of the value under `key` in the default space;
+    /// see [`Namespace::info`].
+    pub fn info(&self, key: &str) -> Result<Option<ValueInfo>, StorageError> {
+        self.default.info(key)
     }
 
     /// The values of `keys` in the default space; see [`Namespace::get_many`].

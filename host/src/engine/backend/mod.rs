@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::blob::BlobRef;
 use super::{
-    Cleared, CommitStats, Entry, Op, Outcome, Quota, QuotaSource, StorageError, TransferError,
-    Usage,
+    Cleared, CommitStats, Condition, Entry, Op, Outcome, Quota, QuotaSource, StorageError,
+    TransferError, Usage,
 };
 
 pub(crate) mod postgres;
@@ -33,14 +34,32 @@ pub(crate) mod redb;
 /// An entry as stored, with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Row {
+    /// The value; empty for a streamed value, whose bytes are in chunks.
     pub value: Vec<u8>,
     /// Changes on every write of the value; never repeats within a workspace.
     pub version: u64,
     /// Absolute deadline, milliseconds since the Unix epoch.
     pub expires_at_ms: Option<u64>,
+    /// Where a streamed value's chunks are.
+    pub blob: Option<BlobRef>,
 }
 
 impl Row {
+    /// An entry holding `value` itself.
+    pub fn inline(value: Vec<u8>, version: u64, expires_at_ms: Option<u64>) -> Self {
+        Self {
+            value,
+            version,
+            expires_at_ms,
+            blob: None,
+        }
+    }
+
+    /// What the value takes in storage, as usage counts it.
+    pub fn stored_len(&self) -> u64 {
+        self.blob.map_or(self.value.len() as u64, |b| b.stored)
+    }
+
     /// Whether the entry is live at `now_ms`: it is gone from its deadline on.
     pub fn is_live(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_none_or(|at| at > now_ms)
@@ -64,8 +83,38 @@ impl Row {
 pub(crate) struct WriteRequest {
     pub workspace: Arc<str>,
     pub ops: Vec<Op>,
+    /// A streamed value to publish after the ops (the finish of a stream
+    /// write); its blob must be a write in progress of the workspace.
+    pub blob: Option<BlobPut>,
     pub now_ms: u64,
     /// Which quota is checked before anything is written.
+    pub quota: QuotaRule,
+}
+
+/// Publishing a streamed value under a key: a `set` whose value is a blob.
+#[derive(Debug, Clone)]
+pub(crate) struct BlobPut {
+    pub namespace: String,
+    pub key: String,
+    pub condition: Option<Condition>,
+    pub blob: BlobRef,
+    pub ttl: Option<Duration>,
+}
+
+/// One chunk of a write in progress, to store.
+#[derive(Debug)]
+pub(crate) struct ChunkPut {
+    pub workspace: Arc<str>,
+    pub blob: u64,
+    pub index: u32,
+    /// The chunk as stored (compressed if the value is).
+    pub data: Vec<u8>,
+    /// The bytes of the blob's chunks with this one (so that storing the
+    /// same chunk twice counts it once).
+    pub stored_after: u64,
+    /// When the write counts as abandoned if no chunk follows.
+    pub idle_until_ms: u64,
+    /// Checked with the workspace's usage and every write in progress.
     pub quota: QuotaRule,
 }
 
@@ -124,7 +173,7 @@ impl QuotaRule {
 
 /// What an export sees, in this order: the totals of what it selected, then
 /// every selected live entry in (namespace, key) byte order, all from one
-/// snapshot.
+/// snapshot; a streamed value's entry is followed by its chunks, in order.
 #[derive(Debug)]
 pub(crate) enum Exported<'a> {
     Totals(Usage),
@@ -133,7 +182,10 @@ pub(crate) enum Exported<'a> {
         key: &'a str,
         value: &'a [u8],
         expires_at_ms: Option<u64>,
+        blob: Option<BlobRef>,
     },
+    /// The next chunk of the last entry's blob, as stored.
+    Chunk(&'a [u8]),
 }
 
 /// Receives what an export sees; an error stops the export.
@@ -294,6 +346,30 @@ pub(crate) trait Backend: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<SweepPass, StorageError>;
 
+    /// Starts a write in progress in a workspace: hands out a blob id (never
+    /// handed out again in the workspace) and records it as open until
+    /// `idle_until_ms`. Refused with [`StorageError::InvalidArgument`] when
+    /// the workspace already has `max_open` writes in progress.
+    fn open_blob(&self, ws: &str, idle_until_ms: u64, max_open: u32) -> Result<u64, StorageError>;
+
+    /// Stores one chunk of a write in progress (an error if the write is no
+    /// longer in progress), after checking that the workspace's usage plus
+    /// every write in progress, this chunk included, stays within its quota.
+    /// Need not be durable: the publish that follows is.
+    fn put_chunk(&self, chunk: ChunkPut) -> Result<(), StorageError>;
+
+    /// Removes a write in progress and its chunks (nothing if it is gone).
+    fn drop_blob(&self, ws: &str, blob: u64) -> Result<(), StorageError>;
+
+    /// One stored chunk of a blob (as stored: compressed if the value is);
+    /// `None` if it is gone.
+    fn read_chunk(&self, ws: &str, blob: u64, index: u32) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Removes loose blobs whose time is up at `now_ms` (abandoned writes,
+    /// replaced values past their grace), up to about `budget` chunks;
+    /// returns the chunks removed. Safe to run in several processes at once.
+    fn collect_blobs(&self, now_ms: u64, budget: usize) -> Result<u64, StorageError>;
+
     /// The quota stored for a workspace, if any.
     fn stored_quota(&self, ws: &str) -> Result<Option<Quota>, StorageError>;
 
@@ -355,4 +431,10 @@ pub struct Audit {
     pub usage_row: bool,
     /// Per-namespace usage rows of the workspace.
     pub namespace_rows: u64,
+    /// Stored chunks of the workspace's streamed values (those of entries,
+    /// of writes in progress, and of values waiting to be collected).
+    pub chunk_rows: u64,
+    /// The workspace's loose blobs: writes in progress, and values no entry
+    /// holds any more, waiting to be collected.
+    pub loose_blobs: u64,
 }

@@ -16,6 +16,7 @@ mod postgres_faults;
 mod postgres_only;
 mod quota;
 mod redb_only;
+mod streams;
 mod transfer;
 
 use std::sync::Arc;

@@ -113,7 +113,15 @@ const NEXT_VERSION: u64 = 10;
 struct Can {
     namespaces: bool,
     expiry: bool,
+    /// Stored quotas: the old database holds [`QUOTA`] for workspace "a".
+    quotas: bool,
 }
+
+/// The quota an old database with stored quotas holds for workspace "a".
+const QUOTA: Quota = Quota {
+    max_keys: 500,
+    max_bytes: 70_000,
+};
 
 impl Can {
     fn keep(self, e: &Old) -> bool {
@@ -170,8 +178,9 @@ fn assert_kept(storage: &Storage, can: Can) {
             let usage = workspace.namespace(ns).unwrap().usage().unwrap();
             assert_eq!(usage, Usage { keys, bytes }, "{ws}/{ns}");
         }
-        // No quota was stored before quotas could be; one can be now.
-        assert_eq!(storage.stored_quota(ws).unwrap(), None);
+        // The stored quota is kept (none before quotas could be stored).
+        let kept = (can.quotas && ws == "a").then_some(QUOTA);
+        assert_eq!(storage.stored_quota(ws).unwrap(), kept, "{ws}");
         // Versions never repeat.
         assert!(workspace.set("new", b"v".to_vec()).unwrap() >= NEXT_VERSION);
     }
@@ -226,6 +235,7 @@ const REDB_LAYOUTS: &[RedbLayout] = &[
         Can {
             namespaces: false,
             expiry: false,
+            quotas: false,
         },
     ),
     (
@@ -234,6 +244,16 @@ const REDB_LAYOUTS: &[RedbLayout] = &[
         Can {
             namespaces: true,
             expiry: true,
+            quotas: false,
+        },
+    ),
+    (
+        3,
+        redb_schema_3,
+        Can {
+            namespaces: true,
+            expiry: true,
+            quotas: true,
         },
     ),
 ];
@@ -280,9 +300,27 @@ fn redb_schema_1(path: &Path) {
     txn.commit().unwrap();
 }
 
+/// Before streamed values: schema 2's tables, and the stored quotas.
+fn redb_schema_3(path: &Path) {
+    redb_layout_2_or_3(path, 3);
+    let quotas: TableDefinition<&str, (u64, u64)> = TableDefinition::new("cubby_quotas");
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(quotas)
+        .unwrap()
+        .insert("a", (QUOTA.max_keys, QUOTA.max_bytes))
+        .unwrap();
+    txn.commit().unwrap();
+}
+
 /// Before stored quotas: namespaces with their own usage, expiries with
 /// an index by workspace, no quota table.
 fn redb_schema_2(path: &Path) {
+    redb_layout_2_or_3(path, 2);
+}
+
+/// The tables schemas 2 and 3 share, with `version` in the meta table.
+fn redb_layout_2_or_3(path: &Path, version: u64) {
     let ns_usage: TableDefinition<(&str, &str), (u64, u64)> =
         TableDefinition::new("cubby_namespace_usage");
     let expiry: TableDefinition<(&str, u64, &str, &str), u64> =
@@ -292,7 +330,7 @@ fn redb_schema_2(path: &Path) {
     let txn = db.begin_write().unwrap();
     {
         let mut meta = txn.open_table(V_META).unwrap();
-        meta.insert("schema_version", 2).unwrap();
+        meta.insert("schema_version", version).unwrap();
         meta.insert("next_version", NEXT_VERSION).unwrap();
         let mut entries = txn.open_table(V_ENTRIES).unwrap();
         let mut usage = txn.open_table(V_USAGE).unwrap();
@@ -364,7 +402,22 @@ fn every_earlier_redb_layout_is_upgraded_keeping_everything() {
 type PostgresLayout = (i64, fn(&str));
 
 /// PostgreSQL layouts by schema version.
-const POSTGRES_LAYOUTS: &[PostgresLayout] = &[(1, postgres_schema_1)];
+const POSTGRES_LAYOUTS: &[PostgresLayout] = &[(1, postgres_schema_1), (2, postgres_schema_2)];
+
+/// Before streamed values: schema 1's tables, and the stored quotas.
+fn postgres_schema_2(url: &str) {
+    postgres_schema_1(url);
+    sql(
+        url,
+        &format!(
+            "CREATE TABLE cubby_quotas (workspace BYTEA PRIMARY KEY, max_keys BIGINT NOT NULL,
+                 max_bytes BIGINT NOT NULL);
+             INSERT INTO cubby_quotas VALUES ('\\x61'::bytea, {}, {});
+             UPDATE cubby_meta SET value = 2 WHERE name = 'schema_version';",
+            QUOTA.max_keys, QUOTA.max_bytes
+        ),
+    );
+}
 
 /// Before stored quotas: every table of today but `cubby_quotas`.
 fn postgres_schema_1(url: &str) {
@@ -392,6 +445,7 @@ fn postgres_schema_1(url: &str) {
     let can = Can {
         namespaces: true,
         expiry: true,
+        quotas: false,
     };
     for ws in ["a", "ab"] {
         let (keys, bytes) = counted(of(can, ws, None));
@@ -448,13 +502,12 @@ fn every_earlier_postgres_layout_is_upgraded_keeping_everything() {
         };
         assert_eq!(schema(), version);
         let storage = Storage::connect(&url, clock_options()).unwrap();
-        assert_kept(
-            &storage,
-            Can {
-                namespaces: true,
-                expiry: true,
-            },
-        );
+        let can = Can {
+            namespaces: true,
+            expiry: true,
+            quotas: version >= 2,
+        };
+        assert_kept(&storage, can);
         drop(storage);
         let current = crate::engine::backend::postgres::SCHEMA_VERSION;
         assert_eq!(schema(), current, "schema {version} was upgraded");

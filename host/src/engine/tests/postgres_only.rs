@@ -154,7 +154,7 @@ fn a_schema_from_a_newer_cubby_is_refused() {
             err,
             OpenError::UnsupportedSchema {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),

@@ -92,7 +92,7 @@ fn unknown_schema_and_foreign_databases_are_refused() {
             err,
             OpenError::UnsupportedSchema {
                 found: 99,
-                supported: 3,
+                supported: crate::engine::backend::redb::SCHEMA_VERSION,
                 ..
             }
         ),

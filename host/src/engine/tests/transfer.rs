@@ -74,7 +74,7 @@ fn export_then_import_reproduces_a_workspace(place: &Place) {
     fill(&a);
     let file = export(&a);
     let text = String::from_utf8(file.clone()).unwrap();
-    assert!(text.starts_with(r#"{"format":"cubby-export","version":1,"workspace":"a""#));
+    assert!(text.starts_with(r#"{"format":"cubby-export","version":2,"workspace":"a""#));
     assert_eq!(text.lines().count(), 2 + 7);
 
     let b = storage.workspace("b").unwrap();
@@ -197,7 +197,7 @@ fn damaged_files_are_refused_and_import_nothing(place: &Place) {
     let future =
         String::from_utf8(file.clone())
             .unwrap()
-            .replacen("\"version\":1", "\"version\":2", 1);
+            .replacen("\"version\":2", "\"version\":3", 1);
     let e = target
         .import(future.as_bytes(), ImportMode::Merge)
         .unwrap_err();
@@ -205,8 +205,8 @@ fn damaged_files_are_refused_and_import_nothing(place: &Place) {
         matches!(
             e,
             TransferError::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ),
         "{e}"
@@ -366,6 +366,7 @@ fn staging_areas_are_invisible_and_abandoned_ones_are_removed_a_day_later(place:
             .backend()
             .write(crate::engine::backend::WriteRequest {
                 workspace: id.as_str().into(),
+                blob: None,
                 ops: vec![crate::ops::Op::set("k", b"staged".to_vec())],
                 now_ms: storage.now_ms(),
                 quota: crate::engine::backend::QuotaRule::unlimited(),

@@ -1,4 +1,5 @@
-//! The export file format, version 1: JSON Lines, one JSON object per line.
+//! The export file format, version 2: JSON Lines, one JSON object per line.
+//! Version 1 (the same without streamed values) is still read.
 //!
 //! ```text
 //! {"format":"cubby-export","version":1,"workspace":"a","source":"/data/cubby.redb",
@@ -19,6 +20,13 @@
 //!   the default space), `key`, `value` (standard base64), and
 //!   `expires_at_ms`, the absolute deadline, only when the entry expires.
 //!   Versions are not exported: they belong to the database.
+//! - A **streamed value** (version 2 on) is an entry line with `stream`
+//!   instead of `value`: `{"ns":"","key":"big","stream":{"size":1048576,
+//!   "stored":4210,"chunks":4,"compressed":true,"sha256":"…"}}`, followed by
+//!   `chunks` lines `{"chunk":"…"}`, each the base64 of the next piece of the
+//!   value (as a reader gets it: never compressed in the file). `size` and
+//!   `sha256` are the whole value's; `stored` is what it took in the source
+//!   database, as usage counts it (and as the header's `bytes` adds it up).
 //! - The **trailer** (last line) repeats the number of entries and holds the
 //!   SHA-256 of every byte before it (lowercase hex).
 //!
@@ -38,8 +46,9 @@ use crate::engine::Usage;
 
 /// The `format` field of every export.
 pub(crate) const FORMAT: &str = "cubby-export";
-/// The format version this build writes and reads.
-pub(crate) const VERSION: u64 = 1;
+/// The format version this build writes; it reads this one and every
+/// earlier one.
+pub(crate) const VERSION: u64 = 2;
 
 /// The first line.
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,9 +69,34 @@ pub(crate) struct Header {
 struct EntryOut<'a> {
     ns: &'a str,
     key: &'a str,
-    value: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'a Stream>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at_ms: Option<u64>,
+}
+
+/// What an entry line says of a streamed value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Stream {
+    /// The value's length.
+    pub size: u64,
+    /// What it took in the source database.
+    pub stored: u64,
+    /// How many chunk lines follow.
+    pub chunks: u32,
+    /// Whether it was stored compressed (so an import compresses it too).
+    pub compressed: bool,
+    /// SHA-256 of the value, lowercase hex.
+    pub sha256: String,
+}
+
+/// A chunk line as written.
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    chunk: &'a str,
 }
 
 /// The last line.
@@ -86,6 +120,8 @@ struct LineIn {
     ns: Option<String>,
     key: Option<String>,
     value: Option<String>,
+    stream: Option<Stream>,
+    chunk: Option<String>,
     expires_at_ms: Option<u64>,
     end: Option<End>,
 }
@@ -131,11 +167,42 @@ impl<W: Write> Writer<W> {
         let line = EntryOut {
             ns,
             key,
-            value: &self.b64,
+            value: Some(&self.b64),
+            stream: None,
             expires_at_ms,
         };
         serde_json::to_writer(&mut self.line, &line).map_err(to_io)?;
         self.entries += 1;
+        self.emit(true)
+    }
+
+    /// A streamed value's entry line; its chunks follow ([`chunk`](Self::chunk)).
+    pub fn stream_entry(
+        &mut self,
+        ns: &str,
+        key: &str,
+        stream: &Stream,
+        expires_at_ms: Option<u64>,
+    ) -> Result<(), TransferError> {
+        self.line.clear();
+        let line = EntryOut {
+            ns,
+            key,
+            value: None,
+            stream: Some(stream),
+            expires_at_ms,
+        };
+        serde_json::to_writer(&mut self.line, &line).map_err(to_io)?;
+        self.entries += 1;
+        self.emit(true)
+    }
+
+    /// The next piece of a streamed value.
+    pub fn chunk(&mut self, bytes: &[u8]) -> Result<(), TransferError> {
+        self.b64.clear();
+        BASE64.encode_string(bytes, &mut self.b64);
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &ChunkOut { chunk: &self.b64 }).map_err(to_io)?;
         self.emit(true)
     }
 
@@ -174,8 +241,11 @@ fn to_io(e: serde_json::Error) -> TransferError {
 pub(crate) struct EntryIn {
     pub ns: String,
     pub key: String,
+    /// The value; empty for a streamed one, whose pieces
+    /// [`Reader::chunk`] reads next.
     pub value: Vec<u8>,
     pub expires_at_ms: Option<u64>,
+    pub stream: Option<Stream>,
 }
 
 /// Reads an export line by line, checking it as it goes; the trailer's
@@ -189,6 +259,8 @@ pub(crate) struct Reader<R: BufRead> {
     line_no: u64,
     entries: u64,
     bytes: u64,
+    /// Chunk lines of the last streamed entry not read yet.
+    chunks_left: u32,
     done: bool,
 }
 
@@ -205,6 +277,7 @@ impl<R: BufRead> Reader<R> {
             line_no: 0,
             entries: 0,
             bytes: 0,
+            chunks_left: 0,
             done: false,
         }
     }
@@ -235,7 +308,7 @@ impl<R: BufRead> Reader<R> {
             ));
         }
         match value.get("version").and_then(|v| v.as_u64()) {
-            Some(VERSION) => {}
+            Some(1..=VERSION) => {}
             Some(found) => {
                 return Err(TransferError::UnsupportedVersion {
                     found,
@@ -256,6 +329,9 @@ impl<R: BufRead> Reader<R> {
         if self.done {
             return Ok(None);
         }
+        if self.chunks_left > 0 {
+            return Err(self.corrupt("an entry where a chunk of the streamed value should be"));
+        }
         if !self.next_line()? {
             return Err(TransferError::Truncated(format!(
                 "it ends after {} entries without its trailer",
@@ -267,21 +343,58 @@ impl<R: BufRead> Reader<R> {
         if let Some(end) = line.end {
             return self.finish(end).map(|()| None);
         }
-        let (Some(ns), Some(key), Some(value)) = (line.ns, line.key, line.value) else {
-            return Err(self.corrupt("an entry needs ns, key and value"));
+        let (Some(ns), Some(key)) = (line.ns, line.key) else {
+            return Err(self.corrupt("an entry needs ns and key"));
         };
-        let value = BASE64
-            .decode(value.as_bytes())
-            .map_err(|e| self.corrupt(&format!("the value is not base64: {e}")))?;
+        let (value, stored) = match (line.value, &line.stream) {
+            (Some(value), None) => {
+                let value = BASE64
+                    .decode(value.as_bytes())
+                    .map_err(|e| self.corrupt(&format!("the value is not base64: {e}")))?;
+                let len = value.len() as u64;
+                (value, len)
+            }
+            (None, Some(stream)) => {
+                self.chunks_left = stream.chunks;
+                (Vec::new(), stream.stored)
+            }
+            _ => return Err(self.corrupt("an entry needs a value or a stream, not both")),
+        };
         self.hash.update(&self.line);
         self.entries += 1;
-        self.bytes += (key.len() + value.len()) as u64;
+        self.bytes += key.len() as u64 + stored;
         Ok(Some(EntryIn {
             ns,
             key,
             value,
             expires_at_ms: line.expires_at_ms,
+            stream: line.stream,
         }))
+    }
+
+    /// The next piece of the last streamed entry's value; `None` once
+    /// every one its entry announced has been read.
+    pub fn chunk(&mut self) -> Result<Option<Vec<u8>>, TransferError> {
+        if self.chunks_left == 0 {
+            return Ok(None);
+        }
+        if !self.next_line()? {
+            return Err(TransferError::Truncated(format!(
+                "it ends inside a streamed value, after {} entries",
+                self.entries
+            )));
+        }
+        let line: LineIn = serde_json::from_slice(&self.line)
+            .map_err(|e| self.corrupt(&format!("it does not parse: {e}")))?;
+        let Some(chunk) = line.chunk else {
+            return Err(self.corrupt("a chunk of a streamed value was expected"));
+        };
+        let bytes = BASE64
+            .decode(chunk.as_bytes())
+            .map_err(|e| self.corrupt(&format!("the chunk is not base64: {e}")))?;
+        self.hash.update(&self.line);
+        self.chunks_left -= 1;
+        Ok(Some(bytes))
     }
 
     /// Entries read so far.

@@ -28,8 +28,13 @@ use std::io::{BufReader, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
 use super::backend::{Exported, Publish, QuotaRule, WriteRequest};
-use super::{Action, Op, Storage, StorageError, Usage, Workspace, rules};
+use super::blob::{CHUNK_BYTES, unpack};
+use super::{
+    Action, Op, Storage, StorageError, StreamOptions, StreamWriter, Usage, Workspace, rules,
+};
 
 /// The prefix of staging areas' ids.
 pub(crate) const STAGING_PREFIX: &str = "~import~";
@@ -178,6 +183,8 @@ impl Workspace {
         let now_ms = storage.now_ms();
         let mut writer = format::Writer::new(std::io::BufWriter::with_capacity(1 << 16, out));
         let (mut usage, mut done) = (Usage::default(), 0u64);
+        // Whether the streamed value whose chunks come next is compressed.
+        let mut compressed = false;
         storage
             .backend()
             .export(self.id(), &namespaces, now_ms, &mut |item| {
@@ -208,8 +215,22 @@ impl Workspace {
                         key,
                         value,
                         expires_at_ms,
+                        blob,
                     } => {
-                        writer.entry(ns, key, value, expires_at_ms)?;
+                        match blob {
+                            None => writer.entry(ns, key, value, expires_at_ms)?,
+                            Some(blob) => {
+                                compressed = blob.compressed;
+                                let stream = format::Stream {
+                                    size: blob.size,
+                                    stored: blob.stored,
+                                    chunks: blob.chunks,
+                                    compressed: blob.compressed,
+                                    sha256: hex::encode(blob.sha256),
+                                };
+                                writer.stream_entry(ns, key, &stream, expires_at_ms)?;
+                            }
+                        }
                         done += 1;
                         if done.is_multiple_of(PROGRESS_EVERY) {
                             progress(Progress {
@@ -217,6 +238,9 @@ impl Workspace {
                                 total: usage.keys,
                             });
                         }
+                    }
+                    Exported::Chunk(data) => {
+                        writer.chunk(&unpack(data.to_vec(), compressed)?)?;
                     }
                 }
                 Ok(())
@@ -281,8 +305,9 @@ impl Workspace {
     ) -> Result<ImportSummary, TransferError> {
         let storage = self.storage();
         let limits = storage.limits();
-        let max_line =
-            limits.max_value_bytes.div_ceil(3) * 4 + 4 * limits.max_key_bytes + 64 * 1024;
+        let max_line = limits.max_value_bytes.max(CHUNK_BYTES).div_ceil(3) * 4
+            + 4 * limits.max_key_bytes
+            + 64 * 1024;
         let mut reader = format::Reader::new(BufReader::with_capacity(1 << 16, input), max_line);
         let header = reader.header()?;
         let header = Usage {
@@ -315,11 +340,18 @@ impl Workspace {
             let ttl = match entry.expires_at_ms {
                 Some(at) if at <= now_ms => {
                     expired += 1;
+                    // Its chunks are read (and checked) all the same.
+                    while reader.chunk()?.is_some() {}
                     continue;
                 }
                 Some(at) => Some(Duration::from_millis(at - now_ms)),
                 None => None,
             };
+            if let Some(stream) = &entry.stream {
+                batch.flush(storage, staging)?;
+                stage_stream(storage, staging, &entry, stream, ttl, &mut reader)?;
+                continue;
+            }
             let op = Op::new(
                 entry.key,
                 Action::Set {
@@ -360,6 +392,41 @@ impl Workspace {
     }
 }
 
+/// Stages one streamed value of the file, read a piece at a time, after
+/// checking it against its size and checksum.
+fn stage_stream<R: std::io::BufRead>(
+    storage: &Storage,
+    staging: &str,
+    entry: &format::EntryIn,
+    stream: &format::Stream,
+    ttl: Option<Duration>,
+    reader: &mut format::Reader<R>,
+) -> Result<(), TransferError> {
+    let namespace = Workspace::new(storage.clone(), staging.into()).namespace(&entry.ns)?;
+    let options = StreamOptions {
+        ttl,
+        condition: None,
+        compress: stream.compressed,
+    };
+    let mut writer =
+        StreamWriter::open_with(namespace, &entry.key, options, QuotaRule::unlimited())?;
+    let mut hash = Sha256::new();
+    let mut size = 0u64;
+    while let Some(piece) = reader.chunk()? {
+        hash.update(&piece);
+        size += piece.len() as u64;
+        writer.write_bytes(&piece)?;
+    }
+    if size != stream.size || hex::encode(hash.finalize()) != stream.sha256 {
+        return Err(TransferError::Corrupt(format!(
+            "the streamed value {:?} does not match its size and checksum",
+            entry.key
+        )));
+    }
+    writer.finish()?;
+    Ok(())
+}
+
 /// Staged entries not written yet.
 #[derive(Default)]
 struct Batch {
@@ -383,6 +450,7 @@ impl Batch {
         storage.backend().write(WriteRequest {
             workspace: staging.into(),
             ops: std::mem::take(&mut self.ops),
+            blob: None,
             now_ms: storage.now_ms(),
             quota: QuotaRule::unlimited(),
         })?;

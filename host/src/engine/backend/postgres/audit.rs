@@ -26,11 +26,13 @@ pub(super) fn audit<'a>(
                     WHERE workspace = $1),
                    (SELECT count(*) FROM cubby_entries
                     WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)),
-                   (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+                   (SELECT coalesce(sum(length(key) + coalesce(stored, length(value))), 0)::BIGINT
                     FROM cubby_entries
                     WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)),
                    (SELECT count(*) FROM cubby_workspaces WHERE workspace = $1),
-                   (SELECT count(*) FROM cubby_namespaces WHERE workspace = $1)",
+                   (SELECT count(*) FROM cubby_namespaces WHERE workspace = $1),
+                   (SELECT count(*) FROM cubby_chunks WHERE workspace = $1),
+                   (SELECT count(*) FROM cubby_loose_blobs WHERE workspace = $1)",
                 &[&ws.as_bytes(), &to_db(*now_ms)],
             )
             .await?;
@@ -42,6 +44,8 @@ pub(super) fn audit<'a>(
             recounted: usage_at(&row, 6)?,
             usage_row: col::<i64>(&row, 8)? > 0,
             namespace_rows: from_db(col(&row, 9)?),
+            chunk_rows: from_db(col(&row, 10)?),
+            loose_blobs: from_db(col(&row, 11)?),
         })
     })
 }

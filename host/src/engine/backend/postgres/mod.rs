@@ -37,6 +37,7 @@
 
 #[cfg(any(test, feature = "testing"))]
 mod audit;
+mod blobs;
 mod config;
 mod gates;
 mod quota;
@@ -56,7 +57,7 @@ pub(crate) use schema::SCHEMA_VERSION;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use super::{
-    Backend, Counters, ExportSink, Page, Publish, Published, Row, SweepPass, WriteRequest,
+    Backend, ChunkPut, Counters, ExportSink, Page, Publish, Published, Row, SweepPass, WriteRequest,
 };
 use crate::engine::{
     BoxError, Cleared, CommitStats, Durability, OpenError, Outcome, Quota, StorageError,
@@ -272,7 +273,9 @@ impl Backend for PostgresBackend {
     }
 
     fn write(&self, request: WriteRequest) -> Result<Vec<Outcome>, StorageError> {
-        if request.ops.iter().any(|op| op.condition.is_some()) {
+        let conditional = request.ops.iter().any(|op| op.condition.is_some())
+            || request.blob.as_ref().is_some_and(|b| b.condition.is_some());
+        if conditional {
             self.request(&request, write::precheck)?;
         }
         let result = self.write_request(&request.workspace, &request, write::write);
@@ -287,6 +290,41 @@ impl Backend for PostgresBackend {
 
     fn commit_stats(&self) -> CommitStats {
         self.counters.get()
+    }
+
+    fn open_blob(&self, ws: &str, idle_until_ms: u64, max_open: u32) -> Result<u64, StorageError> {
+        let args = blobs::OpenBlob {
+            ws: ws.into(),
+            idle_until_ms,
+            max_open,
+        };
+        self.write_request(ws, &args, blobs::open_blob)
+    }
+
+    fn put_chunk(&self, chunk: ChunkPut) -> Result<(), StorageError> {
+        let ws = chunk.workspace.clone();
+        self.write_request(&ws, &chunk, blobs::put_chunk)
+    }
+
+    fn drop_blob(&self, ws: &str, blob: u64) -> Result<(), StorageError> {
+        let args = blobs::BlobOf {
+            ws: ws.into(),
+            blob,
+        };
+        self.write_request(ws, &args, blobs::drop_blob)
+    }
+
+    fn read_chunk(&self, ws: &str, blob: u64, index: u32) -> Result<Option<Vec<u8>>, StorageError> {
+        let args = blobs::ChunkOf {
+            ws: ws.into(),
+            blob,
+            index,
+        };
+        self.request(&args, blobs::read_chunk)
+    }
+
+    fn collect_blobs(&self, now_ms: u64, budget: usize) -> Result<u64, StorageError> {
+        self.request(&(now_ms, budget), blobs::collect)
     }
 
     fn clear(

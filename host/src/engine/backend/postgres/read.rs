@@ -9,6 +9,7 @@ use super::retry::{BoxFuture, Failure};
 use super::{from_db, to_db};
 use crate::engine::accounting::live;
 use crate::engine::backend::{Page, Row};
+use crate::engine::blob::BlobRef;
 use crate::engine::{StorageError, Usage};
 
 /// A column of a result row; a value of the wrong type means the table is
@@ -33,7 +34,7 @@ pub(super) fn text(bytes: Vec<u8>) -> Result<String, Failure> {
     })
 }
 
-/// `value, version, expires_at` starting at column `at`.
+/// `value, version, expires_at, blob` starting at column `at`.
 pub(super) fn row_at(
     r: &deadpool_postgres::tokio_postgres::Row,
     at: usize,
@@ -42,7 +43,19 @@ pub(super) fn row_at(
         value: col(r, at)?,
         version: from_db(col(r, at + 1)?),
         expires_at_ms: col::<Option<i64>>(r, at + 2)?.map(from_db),
+        blob: blob_at(r, at + 3)?,
     })
+}
+
+/// A streamed value's reference in column `at` (`NULL`: none).
+pub(super) fn blob_at(
+    r: &deadpool_postgres::tokio_postgres::Row,
+    at: usize,
+) -> Result<Option<BlobRef>, Failure> {
+    col::<Option<Vec<u8>>>(r, at)?
+        .map(|b| BlobRef::decode(&b))
+        .transpose()
+        .map_err(Failure::Refused)
 }
 
 pub(super) fn usage_at(
@@ -81,7 +94,7 @@ pub(super) fn get_many<'a>(
     Box::pin(async move {
         let stmt = c
             .prepare_cached(
-                "SELECT key, value, version, expires_at FROM cubby_entries
+                "SELECT key, value, version, expires_at, blob FROM cubby_entries
                  WHERE workspace = $1 AND namespace = $2 AND key = ANY($3)
                    AND (expires_at IS NULL OR expires_at > $4)",
             )
@@ -219,7 +232,7 @@ pub(super) fn usage<'a>(
                            coalesce((SELECT bytes FROM cubby_workspaces WHERE workspace = $1), 0),
                            (SELECT count(*) FROM cubby_entries
                             WHERE workspace = $1 AND expires_at <= $2),
-                           (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+                           (SELECT coalesce(sum(length(key) + coalesce(stored, length(value))), 0)::BIGINT
                             FROM cubby_entries WHERE workspace = $1 AND expires_at <= $2)",
                     )
                     .await?;
@@ -236,7 +249,7 @@ pub(super) fn usage<'a>(
                                      WHERE workspace = $1 AND namespace = $3), 0),
                            (SELECT count(*) FROM cubby_entries
                             WHERE workspace = $1 AND namespace = $3 AND expires_at <= $2),
-                           (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+                           (SELECT coalesce(sum(length(key) + coalesce(stored, length(value))), 0)::BIGINT
                             FROM cubby_entries
                             WHERE workspace = $1 AND namespace = $3 AND expires_at <= $2)",
                     )
@@ -259,7 +272,7 @@ pub(super) fn workspaces<'a>(
                 "SELECT w.workspace, w.keys, w.bytes, coalesce(x.k, 0), coalesce(x.b, 0)
                  FROM cubby_workspaces w
                  LEFT JOIN (SELECT workspace, count(*) AS k,
-                                   sum(length(key) + length(value))::BIGINT AS b
+                                   sum(length(key) + coalesce(stored, length(value)))::BIGINT AS b
                             FROM cubby_entries WHERE expires_at <= $1
                             GROUP BY workspace) x ON x.workspace = w.workspace
                  WHERE w.keys - coalesce(x.k, 0) > 0

@@ -1,13 +1,22 @@
 //! Cubby's tables in a PostgreSQL-protocol database, their version, and the
 //! check made when connecting.
 //!
-//! # Schema version 2
+//! # Schema version 3
 //! All tables live in the connection's current schema (`search_path`) and
 //! are named `cubby_*`. Identities are `BYTEA`, so they compare byte by
 //! byte (as redb does) whatever the database's collation.
 //! - `cubby_entries (workspace, namespace, key)` → `value`, `version`,
-//!   `expires_at` (milliseconds since the Unix epoch, `NULL`: never). The
-//!   primary key is the structured triple; no string is ever joined.
+//!   `expires_at` (milliseconds since the Unix epoch, `NULL`: never), and
+//!   for a streamed value `blob` (its reference, `blob.rs`; `value` is then
+//!   empty) and `stored` (what its chunks take, which usage counts instead
+//!   of `value`'s length). The primary key is the structured triple; no
+//!   string is ever joined.
+//! - `cubby_chunks (workspace, blob, idx)` → `data`: the chunks of streamed
+//!   values (stored without PostgreSQL's own compression).
+//! - `cubby_loose_blobs (workspace, blob)` → `kind`, `until_ms`, `bytes`:
+//!   blobs no entry holds, a write in progress (`kind` 0, abandoned after
+//!   `until_ms`) or a replaced value kept for its readers (`kind` 1, removed
+//!   after `until_ms`). Streamed values were added in version 3.
 //! - `cubby_workspaces (workspace)` → `keys`, `bytes` (stored usage,
 //!   including expired entries not swept yet) and `next_version`. Every
 //!   write locks its workspace's row first: writers of one workspace are
@@ -42,7 +51,7 @@ use deadpool_postgres::tokio_postgres::error::SqlState;
 use deadpool_postgres::{Object, tokio_postgres};
 
 /// The schema version this build reads and writes.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 const CREATE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cubby_meta (
@@ -74,6 +83,25 @@ const CREATE: &[&str] = &[
         workspace BYTEA PRIMARY KEY,
         max_keys BIGINT NOT NULL,
         max_bytes BIGINT NOT NULL)",
+    // Version 3: streamed values.
+    "ALTER TABLE cubby_entries ADD COLUMN IF NOT EXISTS blob BYTEA,
+                               ADD COLUMN IF NOT EXISTS stored BIGINT",
+    "CREATE TABLE IF NOT EXISTS cubby_chunks (
+        workspace BYTEA NOT NULL,
+        blob BIGINT NOT NULL,
+        idx INTEGER NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (workspace, blob, idx))",
+    // Compressed chunks gain nothing from PostgreSQL's own compression.
+    "ALTER TABLE cubby_chunks ALTER COLUMN data SET STORAGE EXTERNAL",
+    "CREATE TABLE IF NOT EXISTS cubby_loose_blobs (
+        workspace BYTEA NOT NULL,
+        blob BIGINT NOT NULL,
+        kind SMALLINT NOT NULL,
+        until_ms BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        PRIMARY KEY (workspace, blob))",
+    "CREATE INDEX IF NOT EXISTS cubby_loose_blobs_until ON cubby_loose_blobs (until_ms)",
     // Expired entries of one workspace (usage, the over-quota sweep) ...
     "CREATE INDEX IF NOT EXISTS cubby_entries_workspace_expiry
         ON cubby_entries (workspace, expires_at)",
@@ -105,7 +133,16 @@ const SHAPES: &[(&str, &str)] = &[
     ),
     (
         "cubby_entries",
-        "SELECT workspace, namespace, key, value, version, expires_at FROM cubby_entries WHERE false",
+        "SELECT workspace, namespace, key, value, version, expires_at, blob, stored
+         FROM cubby_entries WHERE false",
+    ),
+    (
+        "cubby_chunks",
+        "SELECT workspace, blob, idx, data FROM cubby_chunks WHERE false",
+    ),
+    (
+        "cubby_loose_blobs",
+        "SELECT workspace, blob, kind, until_ms, bytes FROM cubby_loose_blobs WHERE false",
     ),
 ];
 
@@ -137,6 +174,8 @@ const DISTRIBUTED: &[&str] = &[
     "cubby_entries",
     "cubby_retired_workspaces",
     "cubby_quotas",
+    "cubby_chunks",
+    "cubby_loose_blobs",
 ];
 
 /// The tables Citus keeps whole on every node.
@@ -251,9 +290,9 @@ pub(crate) async fn check(
         if version > SCHEMA_VERSION {
             return Ok(Err(Refusal::Newer(version as u64)));
         }
-        if version == 1 {
-            // Version 2 only adds `cubby_quotas`; several processes may
-            // upgrade at once.
+        if (1..SCHEMA_VERSION).contains(&version) {
+            // Versions 2 and 3 only add tables and columns (quotas; streamed
+            // values); several processes may upgrade at once.
             match upgrade(client, citus).await {
                 Ok(()) => continue,
                 Err(e) if attempt < 5 && racing(&e) => continue,
@@ -329,8 +368,11 @@ async fn create(
     Ok(Ok(()))
 }
 
-/// Upgrades a version 1 database to version 2. On Citus, the table it
-/// adds is distributed as the others are (if they are: if not, the check
+/// The tables later versions added, which an upgrade distributes on Citus.
+const ADDED: &[&str] = &["cubby_quotas", "cubby_chunks", "cubby_loose_blobs"];
+
+/// Upgrades an earlier database to this version. On Citus, the tables it
+/// adds are distributed as the others are (if they are: if not, the check
 /// that follows refuses the database).
 async fn upgrade(client: &mut Object, citus: bool) -> Result<(), tokio_postgres::Error> {
     let txn = client.transaction().await?;
@@ -339,8 +381,13 @@ async fn upgrade(client: &mut Object, citus: bool) -> Result<(), tokio_postgres:
     }
     if citus {
         let wrong = undistributed(&txn).await?;
-        if !wrong.contains(&DISTRIBUTED[0]) && wrong.contains(&"cubby_quotas") {
-            for statement in distribute_statements(&["cubby_quotas"]) {
+        if !wrong.contains(&DISTRIBUTED[0]) {
+            let added: Vec<&str> = ADDED
+                .iter()
+                .copied()
+                .filter(|t| wrong.contains(t))
+                .collect();
+            for statement in distribute_statements(&added) {
                 txn.batch_execute(&statement).await?;
             }
         }

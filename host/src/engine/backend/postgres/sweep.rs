@@ -6,15 +6,17 @@
 use deadpool_postgres::Object;
 use futures_util::future::join;
 
-use super::read::{col, text};
+use super::read::{blob_at, col, text};
 use super::retry::{BoxFuture, Failure};
 use super::txn::{LOCK, Writes, begin, finish, rollback};
 use super::{from_db, to_db};
+use crate::engine::blob::BlobRef;
 
 /// Up to `$3` entries of workspace `$1` expired at `$2`, oldest first, with
 /// what they account for.
 const EXPIRED: &str = "
-    SELECT namespace, key, (length(key) + length(value))::BIGINT FROM cubby_entries
+    SELECT namespace, key, (length(key) + coalesce(stored, length(value)))::BIGINT, blob
+    FROM cubby_entries
     WHERE workspace = $1 AND expires_at <= $2
     ORDER BY expires_at LIMIT $3";
 
@@ -25,12 +27,20 @@ const DUE: &str = "
         ORDER BY expires_at LIMIT $2) AS due
     ORDER BY workspace";
 
-/// An expired entry: namespace, key, and the bytes it accounts for.
-pub(super) type Expired = (String, String, u64);
+/// An expired entry: namespace, key, the bytes it accounts for, and a
+/// streamed value's blob.
+pub(super) type Expired = (String, String, u64, Option<BlobRef>);
 
 fn decode(rows: &[deadpool_postgres::tokio_postgres::Row]) -> Result<Vec<Expired>, Failure> {
     rows.iter()
-        .map(|r| Ok((text(col(r, 0)?)?, text(col(r, 1)?)?, from_db(col(r, 2)?))))
+        .map(|r| {
+            Ok((
+                text(col(r, 0)?)?,
+                text(col(r, 1)?)?,
+                from_db(col(r, 2)?),
+                blob_at(r, 3)?,
+            ))
+        })
         .collect()
 }
 
@@ -86,10 +96,11 @@ pub(super) fn sweep_workspace<'a>(
             rollback(c).await;
             return Ok(0);
         }
-        let mut writes = Writes::default();
-        for (ns, key, bytes) in &due {
+        let mut writes = Writes::at(a.now_ms);
+        for (ns, key, bytes, blob) in &due {
             writes.delete.push((ns, key));
             writes.usage.remove(ns, *bytes);
+            writes.retired.extend(blob);
         }
         finish(c, ws, &writes).await?;
         Ok(due.len() as u64)

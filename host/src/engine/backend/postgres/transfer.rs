@@ -18,12 +18,13 @@ use deadpool_postgres::Object;
 use deadpool_postgres::tokio_postgres::{self, types::ToSql};
 
 use super::quota::quota_at;
-use super::read::{col, text, usage_at};
+use super::read::{blob_at, col, text, usage_at};
 use super::retry::{BoxFuture, Connection, Failure, failure_error, statement_error};
-use super::txn::{CreateOrLock, LOCK, rollback};
+use super::txn::{CreateOrLock, LOCK, Writes, rollback};
 use super::{PostgresBackend, from_db, to_db};
 use crate::engine::accounting::check_quota;
 use crate::engine::backend::{ExportSink, Exported, Publish, Published};
+use crate::engine::blob::{BlobRef, REPLACED_GRACE};
 use crate::engine::{StorageError, TransferError, Usage};
 
 /// Entries read per statement of an export.
@@ -69,13 +70,35 @@ pub(super) fn export(
             )),
         )?;
         for r in &rows {
-            let (ns, key, value, expires_at_ms) = exported_row(r).map_err(failure_error)?;
+            let (ns, key, value, expires_at_ms, blob) = exported_row(r).map_err(failure_error)?;
             sink(Exported::Entry {
                 ns: &ns,
                 key: &key,
                 value: &value,
                 expires_at_ms,
+                blob,
             })?;
+            if let Some(blob) = blob {
+                // A chunk per statement: memory stays at one chunk.
+                let chunk = answer(b, b.runner.run(c.prepare(EXPORT_CHUNK)))?;
+                for index in 0..blob.chunks {
+                    let found = answer(
+                        b,
+                        b.runner
+                            .run(c.query_opt(&chunk, &[&ws_b, &to_db(blob.id), &(index as i32)])),
+                    )?;
+                    let data: Vec<u8> = match found {
+                        Some(row) => col(&row, 0).map_err(failure_error)?,
+                        None => {
+                            return Err(StorageError::Corrupt(format!(
+                                "chunk {index} of {key:?} is missing"
+                            ))
+                            .into());
+                        }
+                    };
+                    sink(Exported::Chunk(&data))?;
+                }
+            }
             after_ns = ns.into_bytes();
             after_key = key.into_bytes();
         }
@@ -98,28 +121,33 @@ fn answer<T>(
 
 /// The live totals of a workspace, or of some of its namespaces.
 const EXPORT_TOTALS: &str = "
-    SELECT count(*), coalesce(sum(length(key) + length(value)), 0)::BIGINT
+    SELECT count(*), coalesce(sum(length(key) + coalesce(stored, length(value))), 0)::BIGINT
     FROM cubby_entries
     WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)
       AND (cardinality($3::BYTEA[]) = 0 OR namespace = ANY($3))";
 
+/// One chunk of a blob.
+const EXPORT_CHUNK: &str = "
+    SELECT data FROM cubby_chunks WHERE workspace = $1 AND blob = $2 AND idx = $3";
+
 /// One page of live entries after a (namespace, key).
 const EXPORT_PAGE_SQL: &str = "
-    SELECT namespace, key, value, expires_at FROM cubby_entries
+    SELECT namespace, key, value, expires_at, blob FROM cubby_entries
     WHERE workspace = $1 AND (expires_at IS NULL OR expires_at > $2)
       AND (cardinality($3::BYTEA[]) = 0 OR namespace = ANY($3))
       AND (namespace, key) > ($4, $5)
     ORDER BY namespace, key LIMIT $6";
 
-/// One row of `EXPORT_PAGE_SQL`: namespace, key, value, deadline.
-fn exported_row(
-    r: &deadpool_postgres::tokio_postgres::Row,
-) -> Result<(String, String, Vec<u8>, Option<u64>), Failure> {
+/// One row of `EXPORT_PAGE_SQL`: namespace, key, value, deadline, blob.
+type ExportedRow = (String, String, Vec<u8>, Option<u64>, Option<BlobRef>);
+
+fn exported_row(r: &deadpool_postgres::tokio_postgres::Row) -> Result<ExportedRow, Failure> {
     Ok((
         text(col(r, 0)?)?,
         text(col(r, 1)?)?,
         col(r, 2)?,
         col::<Option<i64>>(r, 3)?.map(from_db),
+        blob_at(r, 4)?,
     ))
 }
 
@@ -174,17 +202,17 @@ async fn publish_in(c: &Object, p: &Publish) -> Result<Published, Failure> {
     let sums = format!(
         "SELECT
            (SELECT count(*) FROM cubby_entries WHERE workspace = $1 AND {LIVE}),
-           (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+           (SELECT coalesce(sum(length(key) + coalesce(stored, length(value))), 0)::BIGINT
             FROM cubby_entries WHERE workspace = $1 AND {LIVE}),
            (SELECT count(*) FROM cubby_entries WHERE workspace = $3 AND {LIVE}),
-           (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+           (SELECT coalesce(sum(length(key) + coalesce(stored, length(value))), 0)::BIGINT
             FROM cubby_entries WHERE workspace = $3 AND {LIVE}),
            (SELECT count(*) FROM cubby_entries d JOIN cubby_entries s
               ON s.namespace = d.namespace AND s.key = d.key
             WHERE d.workspace = $1 AND s.workspace = $3
               AND (d.expires_at IS NULL OR d.expires_at > $2)
               AND (s.expires_at IS NULL OR s.expires_at > $2)),
-           (SELECT coalesce(sum(length(d.key) + length(d.value)), 0)::BIGINT
+           (SELECT coalesce(sum(length(d.key) + coalesce(d.stored, length(d.value))), 0)::BIGINT
             FROM cubby_entries d JOIN cubby_entries s
               ON s.namespace = d.namespace AND s.key = d.key
             WHERE d.workspace = $1 AND s.workspace = $3
@@ -211,6 +239,25 @@ async fn publish_in(c: &Object, p: &Publish) -> Result<Published, Failure> {
     };
     check_quota(current, change, quota)?;
 
+    // The streamed values the target lets go of: all (`replace`), its
+    // expired ones, and those the staged entries overwrite.
+    let letting_go = format!(
+        "SELECT d.blob FROM cubby_entries d
+         WHERE d.workspace = $1 AND d.blob IS NOT NULL
+           AND ($4 OR NOT {live_d} OR EXISTS (
+                SELECT 1 FROM cubby_entries s
+                WHERE s.workspace = $3 AND s.namespace = d.namespace AND s.key = d.key
+                  AND (s.expires_at IS NULL OR s.expires_at > $2)))",
+        live_d = "(d.expires_at IS NULL OR d.expires_at > $2)"
+    );
+    let mut writes = Writes::at(p.now_ms);
+    for r in c
+        .query(&letting_go, &[&dst, &now, &src, &p.replace])
+        .await?
+    {
+        writes.retired.extend(blob_at(&r, 0)?);
+    }
+
     // The target keeps only live entries (all of them go with `replace`),
     // so its usage can be recounted from what is left.
     if p.replace {
@@ -227,26 +274,80 @@ async fn publish_in(c: &Object, p: &Publish) -> Result<Published, Failure> {
         "INSERT INTO cubby_entries (workspace, namespace, key, value, version, expires_at)
          SELECT $1, namespace, key, value,
                 $3 + row_number() OVER (ORDER BY namespace, key) - 1, expires_at
-         FROM cubby_entries WHERE workspace = $4 AND {LIVE}
+         FROM cubby_entries WHERE workspace = $4 AND {LIVE} AND blob IS NULL
          ON CONFLICT (workspace, namespace, key) DO UPDATE
          SET value = EXCLUDED.value, version = EXCLUDED.version,
-             expires_at = EXCLUDED.expires_at"
+             expires_at = EXCLUDED.expires_at, blob = NULL, stored = NULL"
     );
-    let written = c
+    let inline = c
         .execute(&copy, &[&dst, &now, &first_version, &src])
         .await?;
+    // Streamed values, one by one: their chunks move to the target under
+    // ids of its own (a version each, and one for the blob).
+    let mut next = first_version + inline as i64;
+    let streamed = format!(
+        "SELECT namespace, key, expires_at, blob FROM cubby_entries
+         WHERE workspace = $1 AND {LIVE} AND blob IS NOT NULL",
+        LIVE = "(expires_at IS NULL OR expires_at > $2)"
+    );
+    let staged_blobs = c.query(&streamed, &[&src, &now]).await?;
+    for r in &staged_blobs {
+        let (ns, key): (Vec<u8>, Vec<u8>) = (col(r, 0)?, col(r, 1)?);
+        let expires_at: Option<i64> = col(r, 2)?;
+        let Some(mut blob) = blob_at(r, 3)? else {
+            continue;
+        };
+        let (version, id) = (next, next + 1);
+        next += 2;
+        c.execute(
+            "INSERT INTO cubby_chunks (workspace, blob, idx, data)
+             SELECT $1, $2, idx, data FROM cubby_chunks WHERE workspace = $3 AND blob = $4",
+            &[&dst, &id, &src, &to_db(blob.id)],
+        )
+        .await?;
+        blob.id = from_db(id);
+        c.execute(
+            "INSERT INTO cubby_entries
+               (workspace, namespace, key, value, version, expires_at, blob, stored)
+             VALUES ($1, $2, $3, ''::BYTEA, $4, $5, $6, $7)
+             ON CONFLICT (workspace, namespace, key) DO UPDATE
+             SET value = EXCLUDED.value, version = EXCLUDED.version,
+                 expires_at = EXCLUDED.expires_at, blob = EXCLUDED.blob,
+                 stored = EXCLUDED.stored",
+            &[
+                &dst,
+                &ns,
+                &key,
+                &version,
+                &expires_at,
+                &blob.encode().as_slice(),
+                &to_db(blob.stored),
+            ],
+        )
+        .await?;
+    }
+    let written = inline + staged_blobs.len() as u64;
     let params: [&(dyn ToSql + Sync); 1] = [&src];
-    c.execute("DELETE FROM cubby_entries WHERE workspace = $1", &params)
+    for table in ["cubby_entries", "cubby_namespaces", "cubby_workspaces"] {
+        c.execute(
+            &format!("DELETE FROM {table} WHERE workspace = $1"),
+            &params,
+        )
         .await?;
-    c.execute("DELETE FROM cubby_namespaces WHERE workspace = $1", &params)
+    }
+    for table in ["cubby_chunks", "cubby_loose_blobs"] {
+        c.execute(
+            &format!("DELETE FROM {table} WHERE workspace = $1"),
+            &params,
+        )
         .await?;
-    c.execute("DELETE FROM cubby_workspaces WHERE workspace = $1", &params)
-        .await?;
+    }
+    retire_blobs_now(c, dst, &writes).await?;
     c.execute("DELETE FROM cubby_namespaces WHERE workspace = $1", &[&dst])
         .await?;
     c.execute(
         "INSERT INTO cubby_namespaces (workspace, namespace, keys, bytes)
-         SELECT workspace, namespace, count(*), sum(length(key) + length(value))::BIGINT
+         SELECT workspace, namespace, count(*), sum(length(key) + coalesce(stored, length(value)))::BIGINT
          FROM cubby_entries WHERE workspace = $1 GROUP BY workspace, namespace",
         &[&dst],
     )
@@ -254,13 +355,33 @@ async fn publish_in(c: &Object, p: &Publish) -> Result<Published, Failure> {
     c.execute(
         "UPDATE cubby_workspaces SET
            keys = (SELECT count(*) FROM cubby_entries WHERE workspace = $1),
-           bytes = (SELECT coalesce(sum(length(key) + length(value)), 0)::BIGINT
+           bytes = (SELECT coalesce(sum(length(key) + coalesce(stored, length(value))), 0)::BIGINT
                     FROM cubby_entries WHERE workspace = $1),
-           next_version = next_version + $2
+           next_version = greatest(next_version, $2)
          WHERE workspace = $1",
-        &[&dst, &(written as i64)],
+        &[&dst, &next],
     )
     .await?;
     c.batch_execute("COMMIT").await.map_err(Failure::Commit)?;
     Ok(Published { written, expired })
+}
+
+/// Records the blobs `writes` retires (inside the caller's transaction).
+async fn retire_blobs_now(c: &Object, ws: &[u8], writes: &Writes<'_>) -> Result<(), Failure> {
+    let until = to_db(
+        writes
+            .now_ms
+            .saturating_add(REPLACED_GRACE.as_millis() as u64),
+    );
+    for blob in &writes.retired {
+        c.execute(
+            "INSERT INTO cubby_loose_blobs (workspace, blob, kind, until_ms, bytes)
+             VALUES ($1, $2, 1, $3, $4)
+             ON CONFLICT (workspace, blob) DO UPDATE
+             SET kind = 1, until_ms = EXCLUDED.until_ms, bytes = EXCLUDED.bytes",
+            &[&ws, &to_db(blob.id), &until, &to_db(blob.stored)],
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ use super::retry::Failure;
 use super::to_db;
 use crate::engine::accounting::UsageChange;
 use crate::engine::backend::Row;
+use crate::engine::blob::{BlobRef, Loose, REPLACED_GRACE};
 
 /// Creates a workspace's row on its first write, or locks the row there is.
 const CREATE_OR_LOCK: &str = "
@@ -101,19 +102,44 @@ fn insert_rows(table: &str, columns: &[&str], rows: usize, on_conflict: &str) ->
 fn upsert_entries(rows: usize) -> String {
     insert_rows(
         "cubby_entries",
-        &[
-            "workspace",
-            "namespace",
-            "key",
-            "value",
-            "version",
-            "expires_at",
-        ],
+        &ENTRY_COLUMNS,
         rows,
         "ON CONFLICT (workspace, namespace, key) DO UPDATE
-         SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at",
+         SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at,
+             blob = EXCLUDED.blob, stored = EXCLUDED.stored",
     )
 }
+
+/// The columns of an entry row, as [`upsert_entries`] writes them.
+const ENTRY_COLUMNS: [&str; 8] = [
+    "workspace",
+    "namespace",
+    "key",
+    "value",
+    "version",
+    "expires_at",
+    "blob",
+    "stored",
+];
+
+/// Records blobs no entry holds any more, kept until `until_ms`.
+fn retire_blobs(rows: usize) -> String {
+    insert_rows(
+        "cubby_loose_blobs",
+        &["workspace", "blob", "kind", "until_ms", "bytes"],
+        rows,
+        "ON CONFLICT (workspace, blob) DO UPDATE
+         SET kind = EXCLUDED.kind, until_ms = EXCLUDED.until_ms, bytes = EXCLUDED.bytes",
+    )
+}
+
+/// Writes in progress that an entry now holds.
+const PUBLISHED: &str = "
+    DELETE FROM cubby_loose_blobs WHERE workspace = $1 AND blob = ANY($2) AND kind = 0";
+
+/// A removed workspace's writes in progress, let go at once.
+const LET_GO: &str = "
+    UPDATE cubby_loose_blobs SET kind = 1, until_ms = $2 WHERE workspace = $1 AND kind = 0";
 
 /// Adds to the usage of namespaces.
 fn add_namespace_usage(rows: usize) -> String {
@@ -192,8 +218,26 @@ pub(super) struct Writes<'a> {
     /// The workspace's next version, when versions were handed out.
     pub next_version: Option<u64>,
     /// Whether the workspace is removed (it holds nothing after these
-    /// writes): its usage row goes instead of being updated.
+    /// writes): its usage row goes instead of being updated, and its writes
+    /// in progress are let go.
     pub retire: bool,
+    /// Blobs of streamed values that no entry holds after these writes:
+    /// kept for their readers, then collected.
+    pub retired: Vec<BlobRef>,
+    /// Writes in progress whose blob an entry now holds (ids).
+    pub published: Vec<i64>,
+    /// The time of the writes (when retired blobs' grace starts).
+    pub now_ms: u64,
+}
+
+impl Writes<'_> {
+    /// Nothing yet, at `now_ms`.
+    pub fn at(now_ms: u64) -> Self {
+        Self {
+            now_ms,
+            ..Self::default()
+        }
+    }
 }
 
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
@@ -235,6 +279,17 @@ pub(super) async fn finish(c: &Object, ws: &[u8], w: &Writes<'_>) -> Result<(), 
         .iter()
         .map(|(ns, k, r)| (ns.as_bytes(), k.as_bytes(), r.value.as_slice()))
         .collect();
+    let blobs: Vec<Option<Vec<u8>>> = w
+        .set
+        .iter()
+        .map(|(_, _, r)| r.blob.map(|b| b.encode().to_vec()))
+        .collect();
+    let stored: Vec<Option<i64>> = w
+        .set
+        .iter()
+        .map(|(_, _, r)| r.blob.map(|b| to_db(b.stored)))
+        .collect();
+    let per_entry = ENTRY_COLUMNS.len() - 1;
     let mut entry_params: Vec<Params<'_>> = Vec::new();
     for (chunk, start) in set_keys
         .chunks(ROWS_PER_STATEMENT)
@@ -248,10 +303,28 @@ pub(super) async fn finish(c: &Object, ws: &[u8], w: &Writes<'_>) -> Result<(), 
                 value,
                 &versions[start + i],
                 &deadlines[start + i],
+                &blobs[start + i],
+                &stored[start + i],
             ]);
         }
         entry_params.push(params);
     }
+    let until = to_db(w.now_ms.saturating_add(REPLACED_GRACE.as_millis() as u64));
+    let retired: Vec<(i64, i64)> = w
+        .retired
+        .iter()
+        .map(|b| (to_db(b.id), to_db(b.stored)))
+        .collect();
+    let garbage = i16::from(Loose::Garbage.code());
+    let mut retired_params: Vec<Params<'_>> = Vec::new();
+    for chunk in retired.chunks(ROWS_PER_STATEMENT) {
+        let mut params: Params<'_> = vec![&ws];
+        for (id, bytes) in chunk {
+            params.extend([id as &(dyn ToSql + Sync), &garbage, &until, bytes]);
+        }
+        retired_params.push(params);
+    }
+    let now = to_db(w.now_ms);
     let (mut names, mut keys, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
     for (ns, delta) in w.usage.per_namespace() {
         names.push(ns.as_bytes());
@@ -281,16 +354,25 @@ pub(super) async fn finish(c: &Object, ws: &[u8], w: &Writes<'_>) -> Result<(), 
     // Prepared (cached per connection) before the round trip.
     let mut texts: Vec<String> = entry_params
         .iter()
-        .map(|p| upsert_entries((p.len() - 1) / 5))
+        .map(|p| upsert_entries((p.len() - 1) / per_entry))
         .chain(
             usage_params
                 .iter()
                 .map(|p| add_namespace_usage((p.len() - 1) / 3)),
         )
+        .chain(
+            retired_params
+                .iter()
+                .map(|p| retire_blobs((p.len() - 1) / 4)),
+        )
         .collect();
     texts.push(DELETE.into());
     texts.push(EMPTY_NAMESPACES.into());
+    if !w.published.is_empty() {
+        texts.push(PUBLISHED.into());
+    }
     if w.retire {
+        texts.push(LET_GO.into());
         texts.extend(RETIRE.map(String::from));
     } else {
         texts.push(WORKSPACE_USAGE.into());
@@ -300,9 +382,14 @@ pub(super) async fn finish(c: &Object, ws: &[u8], w: &Writes<'_>) -> Result<(), 
 
     let mut args: Vec<Params<'_>> = entry_params;
     args.extend(usage_params);
+    args.extend(retired_params);
     args.push(vec![&ws, &del_ns, &del_keys]);
     args.push(vec![&ws, &names]);
+    if !w.published.is_empty() {
+        args.push(vec![&ws, &w.published]);
+    }
     if w.retire {
+        args.push(vec![&ws, &now]);
         args.extend(std::iter::repeat_n(
             vec![&ws as &(dyn ToSql + Sync)],
             RETIRE.len(),

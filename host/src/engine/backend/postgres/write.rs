@@ -19,20 +19,21 @@ use deadpool_postgres::Object;
 use deadpool_postgres::tokio_postgres::types::ToSql;
 use futures_util::future::join;
 
-use super::from_db;
 use super::quota::quota_at;
-use super::read::{col, row_at, text};
+use super::read::{blob_at, col, row_at, text};
 use super::retry::{BoxFuture, Failure};
 use super::sweep::expired_rows;
 use super::txn::{CreateOrLock, LOCK, Writes, begin, finish, rollback};
+use super::{from_db, to_db};
 use crate::engine::accounting::{UsageChange, check_quota, entry_bytes};
 use crate::engine::backend::{Row, WriteRequest};
+use crate::engine::blob::abandoned;
 use crate::engine::stage::{Changes, Slot, Staged, stage};
 use crate::engine::{Cleared, Outcome, StorageError, Usage};
 
 /// The stored rows (live or expired) under the keys of a request.
 const TOUCHED: &str = "
-    SELECT namespace, key, value, version, expires_at FROM cubby_entries
+    SELECT namespace, key, value, version, expires_at, blob FROM cubby_entries
     WHERE workspace = $1
       AND (namespace, key) IN (SELECT * FROM unnest($2::BYTEA[], $3::BYTEA[]))";
 
@@ -66,6 +67,7 @@ fn stage_on(
 ) -> Result<Staged, StorageError> {
     stage(
         request.ops.clone(),
+        request.blob.clone(),
         request.now_ms,
         |ns, key| Ok(rows.get(&(ns.to_owned(), key.to_owned())).cloned()),
         || {
@@ -80,7 +82,7 @@ fn usage_change(changes: &Changes, stored: &BTreeMap<Slot, Row>) -> UsageChange 
     for (slot, new) in changes {
         let old = stored
             .get(slot)
-            .map(|row| entry_bytes(&slot.1, row.value.len()));
+            .map(|row| entry_bytes(&slot.1, row.stored_len() as usize));
         change.replace(&slot.0, &slot.1, old, new.as_ref());
     }
     change
@@ -105,10 +107,12 @@ pub(super) fn precheck<'a>(
 
 /// The (namespace, key) pairs a request touches, as two parallel arrays.
 fn slots(request: &WriteRequest) -> (Vec<&[u8]>, Vec<&[u8]>) {
+    let blob = request.blob.as_ref();
     let slots: BTreeSet<(&str, &str)> = request
         .ops
         .iter()
         .map(|op| (op.namespace.as_str(), op.key.as_str()))
+        .chain(blob.map(|b| (b.namespace.as_str(), b.key.as_str())))
         .collect();
     slots
         .iter()
@@ -162,7 +166,7 @@ async fn stage_and_finish(
     let mut writes = Writes {
         usage: usage_change(&staged.changes, &rows),
         next_version: Some(next_version),
-        ..Writes::default()
+        ..Writes::at(request.now_ms)
     };
     let expired;
     if check_quota(stored, writes.usage.total(), quota).is_err() {
@@ -170,18 +174,36 @@ async fn stage_and_finish(
         // reached: remove this workspace's (but those the request rewrites,
         // whose old size is already accounted) before deciding.
         expired = expired_rows(c, ws, request.now_ms, i64::MAX).await?;
-        for (ns, key, bytes) in &expired {
+        for (ns, key, bytes, blob) in &expired {
             if !staged.changes.contains_key(&(ns.clone(), key.clone())) {
                 writes.delete.push((ns, key));
                 writes.usage.remove(ns, *bytes);
+                writes.retired.extend(blob);
             }
         }
         check_quota(stored, writes.usage.total(), quota)?;
     }
-    for ((ns, key), new) in &staged.changes {
+    for (slot, new) in &staged.changes {
+        let (ns, key) = slot;
+        let old = rows.get(slot).and_then(|r| r.blob);
+        let new_blob = new.as_ref().and_then(|r| r.blob);
+        if let Some(blob) = new_blob.filter(|b| old.map(|o| o.id) != Some(b.id)) {
+            writes.published.push(to_db(blob.id));
+        }
+        if let Some(blob) = old.filter(|o| new_blob.map(|b| b.id) != Some(o.id)) {
+            writes.retired.push(blob);
+        }
         match new {
             Some(row) => writes.set.push((ns, key, row)),
             None => writes.delete.push((ns, key)),
+        }
+    }
+    if !writes.published.is_empty() {
+        // A published blob must still be a write in progress.
+        let open = c.prepare_cached(OPEN_WRITES).await?;
+        let found = c.query(&open, &[&ws, &writes.published]).await?;
+        if found.len() != writes.published.len() {
+            return Err(Failure::Refused(abandoned()));
         }
     }
     finish(c, ws, &writes).await?;
@@ -199,15 +221,22 @@ pub(super) struct RemoveStep {
 
 /// The first entries of a namespace, with what they account for.
 const FIRST_IN_NAMESPACE: &str = "
-    SELECT namespace, key, (length(key) + length(value))::BIGINT, expires_at
+    SELECT namespace, key, (length(key) + coalesce(stored, length(value)))::BIGINT, expires_at,
+           blob
     FROM cubby_entries WHERE workspace = $1 AND namespace = $2
     ORDER BY key LIMIT $3";
 
 /// The first entries of a workspace, in any namespace.
 const FIRST_IN_WORKSPACE: &str = "
-    SELECT namespace, key, (length(key) + length(value))::BIGINT, expires_at
+    SELECT namespace, key, (length(key) + coalesce(stored, length(value)))::BIGINT, expires_at,
+           blob
     FROM cubby_entries WHERE workspace = $1
     ORDER BY namespace, key LIMIT $2";
+
+/// The writes in progress among blobs `$2` of workspace `$1`, locked.
+const OPEN_WRITES: &str = "
+    SELECT blob FROM cubby_loose_blobs WHERE workspace = $1 AND blob = ANY($2) AND kind = 0
+    FOR UPDATE";
 
 pub(super) fn remove<'a>(
     c: &'a mut Object,
@@ -237,11 +266,12 @@ pub(super) fn remove<'a>(
             return Ok(Cleared { deleted: 0, done });
         }
         let mut slots = Vec::with_capacity(a.budget);
-        let mut writes = Writes::default();
+        let mut writes = Writes::at(a.now_ms);
         let mut deleted = 0;
         for r in listed.iter().take(a.budget) {
             let (ns, key) = (text(col(r, 0)?)?, text(col(r, 1)?)?);
             writes.usage.remove(&ns, from_db(col(r, 2)?));
+            writes.retired.extend(blob_at(r, 4)?);
             let expires_at = col::<Option<i64>>(r, 3)?.map(from_db);
             if expires_at.is_none_or(|at| at > a.now_ms) {
                 deleted += 1;

@@ -8,7 +8,8 @@ use super::record::{Record, stored_value_len};
 use super::sweep::sweep_workspace;
 use super::tables::{Stored, Tables, row_at};
 use crate::engine::accounting::{UsageChange, check_quota, entry_bytes};
-use crate::engine::backend::{Publish, Published, WriteRequest};
+use crate::engine::backend::{ChunkPut, Publish, Published, Row, WriteRequest};
+use crate::engine::blob::{BlobRef, Loose, abandoned, too_many_writers};
 use crate::engine::stage::{Changes, stage};
 use crate::engine::{Cleared, Outcome, Quota, StorageError};
 
@@ -22,6 +23,7 @@ pub(crate) fn write(
     let WriteRequest {
         workspace,
         ops,
+        blob,
         now_ms,
         quota,
     } = request;
@@ -30,6 +32,7 @@ pub(crate) fn write(
         let entries = &t.entries;
         stage(
             ops,
+            blob,
             now_ms,
             |ns, key| row_at(entries, ws, ns, key),
             || {
@@ -49,18 +52,35 @@ pub(crate) fn write(
         }
         check_quota(t.stored_usage(ws)?, plan.change.total(), quota)?;
     }
+    // A published blob must still be a write in progress (not abandoned
+    // and collected); checked before anything is written.
+    for (new, old) in staged.changes.values().zip(&plan.old) {
+        if let Some(blob) = published_blob(new.as_ref(), old.as_ref())
+            && t.open_write(ws, blob.id)?.is_none()
+        {
+            return Err(abandoned());
+        }
+    }
     for (((ns, key), new), old) in staged.changes.iter().zip(&plan.old) {
         let (ns, key) = (ns.as_str(), key.as_str());
         if let Some(at) = old.as_ref().and_then(|s| s.expires_at_ms) {
             t.expiry.remove((ws, at, ns, key))?;
         }
+        if let Some(blob) = published_blob(new.as_ref(), old.as_ref()) {
+            t.loose.remove((ws, blob.id))?;
+        }
+        if let Some(blob) = retired_blob(new.as_ref(), old.as_ref()) {
+            t.retire(ws, &blob, now_ms)?;
+        }
         match new {
             Some(row) => {
-                let record = Record::encode(row.version, row.expires_at_ms, &row.value);
-                t.entries.insert((ws, ns, key), record.as_slice())?;
+                t.entries
+                    .insert((ws, ns, key), Record::of(row).as_slice())?;
                 if let Some(at) = row.expires_at_ms {
-                    t.expiry
-                        .insert((ws, at, ns, key), entry_bytes(key, row.value.len()))?;
+                    t.expiry.insert(
+                        (ws, at, ns, key),
+                        entry_bytes(key, row.stored_len() as usize),
+                    )?;
                 }
             }
             None => {
@@ -70,6 +90,19 @@ pub(crate) fn write(
     }
     t.account(ws, &plan.change)?;
     Ok((staged.outcomes, !staged.changes.is_empty()))
+}
+
+/// The blob a change publishes: the new row's, unless the old row already
+/// held it (an expiry change keeps the blob).
+fn published_blob(new: Option<&Row>, old: Option<&Stored>) -> Option<BlobRef> {
+    let blob = new?.blob?;
+    (old.and_then(|o| o.blob).map(|b| b.id) != Some(blob.id)).then_some(blob)
+}
+
+/// The blob a change lets go of: the old row's, unless the new row keeps it.
+fn retired_blob(new: Option<&Row>, old: Option<&Stored>) -> Option<BlobRef> {
+    let blob = old?.blob?;
+    (new.and_then(|n| n.blob).map(|b| b.id) != Some(blob.id)).then_some(blob)
 }
 
 /// What writing staged changes replaces: the stored record under each
@@ -137,6 +170,21 @@ pub(crate) fn remove_workspace(
             t.ns_usage.remove((ws, ns.as_str()))?;
         }
         changed |= !stale.is_empty();
+        // Writes in progress go with the workspace (the sweeper collects
+        // their chunks; finishing them fails).
+        let mut open = Vec::new();
+        for row in t.loose.range((ws, 0)..=(ws, u64::MAX))? {
+            let (k, v) = row?;
+            let (kind, _, bytes) = v.value();
+            if Loose::from_code(kind) == Some(Loose::Open) {
+                open.push((k.value().1, bytes));
+            }
+        }
+        for (blob, bytes) in &open {
+            t.loose
+                .insert((ws, *blob), (Loose::Garbage.code(), now_ms, *bytes))?;
+        }
+        changed |= !open.is_empty();
     }
     Ok((Cleared { deleted, done }, changed))
 }
@@ -182,16 +230,18 @@ fn remove_entries(
         };
         let raw = guard.value();
         let record = Record::decode(raw).ok();
-        let bytes = entry_bytes(key, stored_value_len(raw) as usize);
-        let at = record.and_then(|r| r.expires_at_ms);
+        let stored = Stored::of(key, raw);
         if record.is_none_or(|r| r.is_live(now_ms)) {
             live += 1;
         }
         drop(guard);
-        if let Some(at) = at {
+        if let Some(at) = stored.expires_at_ms {
             t.expiry.remove((ws, at, ns, key))?;
         }
-        change.remove(ns, bytes);
+        if let Some(blob) = stored.blob {
+            t.retire(ws, &blob, now_ms)?;
+        }
+        change.remove(ns, stored.bytes);
     }
     t.account(ws, &change)?;
     Ok(live)
@@ -272,7 +322,7 @@ fn plan_publish(t: &Tables<'_>, p: &Publish) -> Result<(UsageChange, Published),
         } else {
             t.stored(dst, ns, key)?.map(|s| s.bytes)
         };
-        change.added(ns, entry_bytes(key, record.value.len()));
+        change.added(ns, Stored::of(key, v.value()).bytes);
         if let Some(bytes) = old {
             change.remove(ns, bytes);
         }
@@ -326,11 +376,23 @@ pub(crate) fn publish(
             if let Some(at) = old.as_ref().and_then(|s| s.expires_at_ms) {
                 t.expiry.remove((dst, at, ns, key))?;
             }
+            if let Some(blob) = old.as_ref().and_then(|s| s.blob) {
+                t.retire(dst, &blob, p.now_ms)?;
+            }
             let version = *next_version;
             *next_version += 1;
-            let bytes = entry_bytes(key, record.value.len());
-            let stored = Record::encode(version, record.expires_at_ms, record.value);
-            t.entries.insert((dst, ns, key), stored.as_slice())?;
+            let mut row = record.to_row();
+            row.version = version;
+            if let Some(blob) = &mut row.blob {
+                // The chunks move to the workspace, under an id of its own.
+                let id = *next_version;
+                *next_version += 1;
+                move_chunks(t, (src, blob.id), (dst, id))?;
+                blob.id = id;
+            }
+            let bytes = entry_bytes(key, row.stored_len() as usize);
+            t.entries
+                .insert((dst, ns, key), Record::of(&row).as_slice())?;
             if let Some(at) = record.expires_at_ms {
                 t.expiry.insert((dst, at, ns, key), bytes)?;
             }
@@ -348,4 +410,115 @@ pub(crate) fn publish(
         }
     }
     Ok((published, true))
+}
+
+/// Moves every chunk of blob `from` to blob `to`.
+fn move_chunks(t: &mut Tables<'_>, from: (&str, u64), to: (&str, u64)) -> Result<(), StorageError> {
+    let mut index = 0;
+    loop {
+        let data = match t.chunks.remove((from.0, from.1, index))? {
+            Some(guard) => guard.value().to_vec(),
+            None => return Ok(()),
+        };
+        t.chunks.insert((to.0, to.1, index), data.as_slice())?;
+        index += 1;
+    }
+}
+
+/// Starts a write in progress (see [`Backend::open_blob`]
+/// (crate::engine::backend::Backend::open_blob)).
+pub(crate) fn open_blob(
+    t: &mut Tables<'_>,
+    ws: &str,
+    idle_until_ms: u64,
+    max_open: u32,
+    next_version: &mut u64,
+) -> Result<(u64, bool), StorageError> {
+    let (open, _) = t.open_writes(ws)?;
+    if open >= max_open {
+        return Err(too_many_writers(max_open));
+    }
+    let id = *next_version;
+    *next_version += 1;
+    t.loose
+        .insert((ws, id), (Loose::Open.code(), idle_until_ms, 0))?;
+    Ok((id, true))
+}
+
+/// Stores one chunk of a write in progress (see [`Backend::put_chunk`]
+/// (crate::engine::backend::Backend::put_chunk)).
+pub(crate) fn put_chunk(t: &mut Tables<'_>, chunk: &ChunkPut) -> Result<((), bool), StorageError> {
+    let ws = &*chunk.workspace;
+    let Some(before) = t.open_write(ws, chunk.blob)? else {
+        return Err(abandoned());
+    };
+    let quota = t.quota(ws, chunk.quota)?;
+    let (_, open_bytes) = t.open_writes(ws)?;
+    let after = t
+        .stored_usage(ws)?
+        .bytes
+        .saturating_add(open_bytes - before.min(open_bytes))
+        .saturating_add(chunk.stored_after);
+    if after > quota.max_bytes {
+        return Err(StorageError::QuotaExceeded(format!(
+            "the workspace would hold {after} bytes with the stream writes in progress, its \
+             quota is {}",
+            quota.max_bytes
+        )));
+    }
+    t.chunks
+        .insert((ws, chunk.blob, chunk.index), chunk.data.as_slice())?;
+    t.loose.insert(
+        (ws, chunk.blob),
+        (Loose::Open.code(), chunk.idle_until_ms, chunk.stored_after),
+    )?;
+    Ok(((), true))
+}
+
+/// Removes a write in progress and its chunks.
+pub(crate) fn drop_blob(
+    t: &mut Tables<'_>,
+    ws: &str,
+    blob: u64,
+) -> Result<((), bool), StorageError> {
+    if t.open_write(ws, blob)?.is_none() {
+        return Ok(((), false));
+    }
+    t.drop_chunks(ws, blob, usize::MAX)?;
+    t.loose.remove((ws, blob))?;
+    Ok(((), true))
+}
+
+/// Removes the loose blobs whose time is up (see [`Backend::collect_blobs`]
+/// (crate::engine::backend::Backend::collect_blobs)), up to about `budget`
+/// chunks.
+pub(crate) fn collect_blobs(
+    t: &mut Tables<'_>,
+    now_ms: u64,
+    budget: usize,
+) -> Result<(u64, bool), StorageError> {
+    let mut due = Vec::new();
+    for row in t.loose.iter()? {
+        let (k, v) = row?;
+        let (ws, blob) = k.value();
+        if v.value().1 <= now_ms {
+            due.push((ws.to_owned(), blob));
+        }
+    }
+    let mut removed = 0;
+    let mut changed = false;
+    for (ws, blob) in due {
+        let left = budget.saturating_sub(removed as usize);
+        if left == 0 {
+            break;
+        }
+        let (n, done) = t.drop_chunks(&ws, blob, left)?;
+        removed += n;
+        changed |= n > 0;
+        if done {
+            t.loose.remove((ws.as_str(), blob))?;
+            changed = true;
+        }
+    }
+    Ok((removed, changed))
 }

@@ -5,7 +5,7 @@ use std::ops::Bound;
 use redb::ReadableDatabase;
 
 use super::record::{Record, stored_value_len};
-use super::schema::{ENTRIES, EXPIRY, NS_USAGE, USAGE};
+use super::schema::{CHUNKS, ENTRIES, EXPIRY, LOOSE, NS_USAGE, USAGE};
 use crate::engine::accounting::entry_bytes;
 use crate::engine::backend::Audit;
 use crate::engine::{StorageError, Usage};
@@ -50,6 +50,18 @@ pub(crate) fn audit(db: &redb::Database, ws: &str, now_ms: u64) -> Result<Audit,
         audit.namespace_rows += 1;
         audit.stored_namespace_usage.keys += keys;
         audit.stored_namespace_usage.bytes += bytes;
+    }
+    for row in txn.open_table(CHUNKS)?.range((ws, 0, 0)..)? {
+        if row?.0.value().0 != ws {
+            break;
+        }
+        audit.chunk_rows += 1;
+    }
+    for row in txn.open_table(LOOSE)?.range((ws, 0)..)? {
+        if row?.0.value().0 != ws {
+            break;
+        }
+        audit.loose_blobs += 1;
     }
     Ok(audit)
 }

@@ -35,7 +35,7 @@ use snapshot::{Snapshot, Snapshots};
 use writer::{Kind, Shared, Writer};
 
 use super::{
-    Backend, Counters, ExportSink, Page, Publish, Published, Row, SweepPass, WriteRequest,
+    Backend, ChunkPut, Counters, ExportSink, Page, Publish, Published, Row, SweepPass, WriteRequest,
 };
 use crate::engine::{
     Cleared, CommitStats, Durability, OpenError, Outcome, Quota, StorageError, StorageOptions,
@@ -274,6 +274,34 @@ impl Backend for RedbBackend {
             let pass = sweep::sweep_pass(t, resume, budget, now_ms)?;
             let changed = pass.removed > 0;
             Ok((pass, changed))
+        })
+    }
+
+    fn open_blob(&self, ws: &str, idle_until_ms: u64, max_open: u32) -> Result<u64, StorageError> {
+        let ws = ws.to_owned();
+        self.writer.submit(Kind::Upkeep, move |t, next_version| {
+            apply::open_blob(t, &ws, idle_until_ms, max_open, next_version)
+        })
+    }
+
+    fn put_chunk(&self, chunk: ChunkPut) -> Result<(), StorageError> {
+        self.writer
+            .submit(Kind::Chunk, move |t, _| apply::put_chunk(t, &chunk))
+    }
+
+    fn drop_blob(&self, ws: &str, blob: u64) -> Result<(), StorageError> {
+        let ws = ws.to_owned();
+        self.writer
+            .submit(Kind::Chunk, move |t, _| apply::drop_blob(t, &ws, blob))
+    }
+
+    fn read_chunk(&self, ws: &str, blob: u64, index: u32) -> Result<Option<Vec<u8>>, StorageError> {
+        self.read(|snap| read::chunk(snap, ws, blob, index))
+    }
+
+    fn collect_blobs(&self, now_ms: u64, budget: usize) -> Result<u64, StorageError> {
+        self.writer.submit(Kind::Upkeep, move |t, _| {
+            apply::collect_blobs(t, now_ms, budget)
         })
     }
 

@@ -7,7 +7,7 @@ use std::ops::Bound;
 use redb::ReadableTable;
 
 use super::record::Record;
-use super::schema::{EXPIRY, ExpiryKey, NS_USAGE, QUOTAS, USAGE, expired_range};
+use super::schema::{CHUNKS, EXPIRY, ExpiryKey, NS_USAGE, QUOTAS, USAGE, expired_range};
 use super::snapshot::Snapshot;
 use super::tables::row_at;
 use crate::engine::accounting::live;
@@ -232,9 +232,29 @@ pub(crate) fn export(
                     key,
                     value: record.value,
                     expires_at_ms: record.expires_at_ms,
+                    blob: record.blob,
                 })?;
+                if let Some(blob) = record.blob {
+                    for index in 0..blob.chunks {
+                        let data = chunk(snap, ws, blob.id, index)?.ok_or_else(|| {
+                            StorageError::Corrupt(format!("chunk {index} of {key:?} is missing"))
+                        })?;
+                        sink(Exported::Chunk(&data))?;
+                    }
+                }
             }
         }
     }
     Ok(())
+}
+
+/// One chunk of a blob, as stored.
+pub(crate) fn chunk(
+    snap: &Snapshot,
+    ws: &str,
+    blob: u64,
+    index: u32,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    let chunks = snap.txn.open_table(CHUNKS)?;
+    Ok(chunks.get((ws, blob, index))?.map(|g| g.value().to_vec()))
 }

@@ -1,6 +1,6 @@
 //! The redb database's tables, its schema version, and opening a file.
 //!
-//! # Schema version 3
+//! # Schema version 4
 //! - `cubby_entries`: `(workspace, namespace, key)` → record (`record.rs`).
 //!   The key is a redb tuple, so no two distinct triples can alias, whatever
 //!   bytes they hold. The namespace `""` is the workspace's default space.
@@ -13,6 +13,13 @@
 //!   workspace without a full scan.
 //! - `cubby_quotas`: `workspace` → `(max_keys, max_bytes)`, the quotas
 //!   stored with `cubby quota set` (added in version 3).
+//! - `cubby_chunks`: `(workspace, blob, index)` → the chunk as stored, the
+//!   bytes of streamed values (added in version 4; an entry with record
+//!   format 2 holds the blob's reference, see `record.rs`).
+//! - `cubby_loose_blobs`: `(workspace, blob)` → `(kind, until_ms, bytes)`,
+//!   blobs no entry holds: a write in progress (kind 0; abandoned after
+//!   `until_ms`) or a replaced value kept for its readers (kind 1; removed
+//!   after `until_ms`), and the bytes of their chunks (added in version 4).
 //! - `cubby_meta`: the schema version and the next entry version (one
 //!   counter for the whole file, so versions never repeat).
 
@@ -26,9 +33,9 @@ use crate::engine::OpenError;
 use crate::engine::accounting::entry_bytes;
 
 /// The schema version this build reads and writes. Older files (version 1:
-/// Cubby 0.1; version 2: before stored quotas) are upgraded in place when
-/// opened.
-pub(crate) const SCHEMA_VERSION: u64 = 3;
+/// Cubby 0.1; version 2: before stored quotas; version 3: before streamed
+/// values) are upgraded in place when opened.
+pub(crate) const SCHEMA_VERSION: u64 = 4;
 
 pub(crate) type EntryKey = (&'static str, &'static str, &'static str);
 pub(crate) type ExpiryKey = (&'static str, u64, &'static str, &'static str);
@@ -42,6 +49,10 @@ pub(crate) const EXPIRY: TableDefinition<ExpiryKey, u64> =
 pub(crate) const EXPIRY_V1: TableDefinition<(u64, &str, &str, &str), ()> =
     TableDefinition::new("cubby_expiry");
 pub(crate) const QUOTAS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("cubby_quotas");
+pub(crate) type ChunkKey = (&'static str, u64, u32);
+pub(crate) const CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("cubby_chunks");
+pub(crate) const LOOSE: TableDefinition<(&str, u64), (u8, u64, u64)> =
+    TableDefinition::new("cubby_loose_blobs");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("cubby_meta");
 pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_NEXT_VERSION: &str = "next_version";
@@ -76,7 +87,7 @@ pub(crate) fn init(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
         let have: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
         let tables = [ENTRIES.name(), USAGE.name(), NS_USAGE.name()]
             .into_iter()
-            .chain([EXPIRY.name(), QUOTAS.name()]);
+            .chain([EXPIRY.name(), QUOTAS.name(), CHUNKS.name(), LOOSE.name()]);
         let missing_table = tables.into_iter().any(|t| !have.iter().any(|h| h == t));
         let found = txn.open_table(META)?.get(META_SCHEMA)?.map(|g| g.value());
         match found {
@@ -84,7 +95,7 @@ pub(crate) fn init(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
             // opens on a full disk).
             Some(SCHEMA_VERSION) if !missing_table => return Ok(Ok(())),
             Some(SCHEMA_VERSION) => {}
-            Some(old @ (1 | 2)) => {
+            Some(old @ (1..=3)) => {
                 if old == 1 {
                     // 0.1 wrote no expiries and no named namespaces; its
                     // time-first expiry index is replaced and the derived
@@ -92,7 +103,8 @@ pub(crate) fn init(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
                     txn.delete_table(EXPIRY_V1)?;
                     rebuild_derived(&txn)?;
                 }
-                // Version 3 only adds the quotas table, created below.
+                // Versions 3 and 4 only add tables (quotas; chunks and
+                // loose blobs), created below.
                 txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 tracing::info!(
                     path = %path.display(),
@@ -123,6 +135,8 @@ pub(crate) fn init(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
         txn.open_table(NS_USAGE)?;
         txn.open_table(EXPIRY)?;
         txn.open_table(QUOTAS)?;
+        txn.open_table(CHUNKS)?;
+        txn.open_table(LOOSE)?;
         txn.commit()?;
         Ok(Ok(()))
     };

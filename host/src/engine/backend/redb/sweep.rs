@@ -41,6 +41,9 @@ pub(crate) fn sweep_workspace(
             && s.expires_at_ms == Some(at)
         {
             t.entries.remove((ws, ns.as_str(), key.as_str()))?;
+            if let Some(blob) = s.blob {
+                t.retire(ws, &blob, now_ms)?;
+            }
             change.remove(&ns, s.bytes);
             removed += 1;
         }

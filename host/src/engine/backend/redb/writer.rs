@@ -35,12 +35,16 @@ const GATHER_GAP: Duration = Duration::from_micros(50);
 const RELAXED_FLUSH: Duration = Duration::from_secs(1);
 
 /// Whether a request is a write request, counted in
-/// [`CommitStats::writes`](crate::ops::CommitStats), or upkeep (clearing,
-/// sweeping, quotas, publishing an import).
+/// [`CommitStats::writes`](crate::ops::CommitStats), upkeep (clearing,
+/// sweeping, quotas, publishing an import, starting or collecting stream
+/// writes), or a chunk of a stream write in progress, which need not be
+/// durable (the publish that follows it is, and makes it so): a group of
+/// chunks alone is committed without an fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Write,
     Upkeep,
+    Chunk,
 }
 
 /// A request as the writer runs it: applied to the group's tables with the
@@ -191,6 +195,7 @@ fn run(shared: &Shared, durability: Durability, rx: Receiver<Job>) {
         let durable = flush.next_commit_durable();
         let group = gather(first, &rx, if durable { expected } else { 1 });
         expected = group.len();
+        let durable = durable && group.iter().any(|job| job.kind != Kind::Chunk);
         if let Err(e) = recover(shared) {
             for job in group {
                 (job.fail)(e.clone());
@@ -271,8 +276,10 @@ impl Flush {
         if durable {
             self.last = Instant::now();
         }
-        // A durable commit makes every earlier one durable.
-        self.pending = !durable;
+        // A durable commit makes every earlier one durable. In durable mode
+        // only chunks of stream writes are committed without an fsync, and
+        // their publish makes them durable.
+        self.pending = !durable && self.durability == Durability::Relaxed;
     }
 
     /// Flushes if non-durable commits are a second old; a failed flush is

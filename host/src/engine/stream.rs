@@ -1,0 +1,526 @@
+//! Values written and read as streams: [`StreamWriter`] and
+//! [`StreamReader`], from [`Namespace::write_stream`] and
+//! [`Namespace::read_stream`]. How the bytes are kept is in `blob.rs`.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::backend::{BlobPut, ChunkPut, QuotaRule, Row, WriteRequest};
+use super::blob::{BlobRef, CHUNK_BYTES, STREAM_IDLE, pack, unpack};
+use super::{Condition, Namespace, Outcome, Storage, StorageError, rules};
+
+/// How [`Namespace::write_stream`] writes.
+///
+/// ```
+/// use cubby_host::ops::StreamOptions;
+/// use std::time::Duration;
+/// let options = StreamOptions::default().compress().ttl(Duration::from_secs(3600));
+/// assert!(options.compress);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamOptions {
+    /// Expire this long after the value is published; `None` for never.
+    pub ttl: Option<Duration>,
+    /// Publish only if this holds when the writer finishes.
+    pub condition: Option<Condition>,
+    /// Store the value zstd-compressed (readers get the bytes as written;
+    /// usage and quotas count the compressed size).
+    pub compress: bool,
+}
+
+impl StreamOptions {
+    /// Sets the time-to-live.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Publishes only if the key holds no live entry.
+    pub fn if_absent(mut self) -> Self {
+        self.condition = Some(Condition::Absent);
+        self
+    }
+
+    /// Publishes only if the key's entry has this version.
+    pub fn if_version(mut self, version: u64) -> Self {
+        self.condition = Some(Condition::VersionEquals(version));
+        self
+    }
+
+    /// Stores the value compressed.
+    pub fn compress(mut self) -> Self {
+        self.compress = true;
+        self
+    }
+}
+
+/// What is known of a stored value without reading it
+/// ([`Namespace::info`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueInfo {
+    /// The value's length, as a reader returns it.
+    pub size: u64,
+    /// What it takes in storage, as usage and quotas count it.
+    pub stored_size: u64,
+    /// Whether it was written as a stream (and is kept in chunks).
+    pub streamed: bool,
+    /// Whether it is stored compressed.
+    pub compressed: bool,
+    /// Its version.
+    pub version: u64,
+    /// Time left until it expires; `None` when it never does.
+    pub expires_in: Option<Duration>,
+}
+
+impl ValueInfo {
+    pub(crate) fn of(row: &Row, now_ms: u64) -> Self {
+        let entry = row.to_entry(now_ms);
+        Self {
+            size: row.blob.map_or(row.value.len() as u64, |b| b.size),
+            stored_size: row.stored_len(),
+            streamed: row.blob.is_some(),
+            compressed: row.blob.is_some_and(|b| b.compressed),
+            version: row.version,
+            expires_in: entry.expires_in,
+        }
+    }
+}
+
+/// A value being written as a stream ([`Namespace::write_stream`]): bytes
+/// go to storage a chunk at a time (memory stays at one chunk, 256 KiB,
+/// however large the value), and nothing is visible until
+/// [`finish`](Self::finish) publishes the whole value atomically.
+///
+/// Dropped without `finish` (or after any error), the writer removes what
+/// it wrote. `std::io::Write` is implemented too (a storage error becomes an
+/// `io::Error` of kind `Other` wrapping the [`StorageError`]); `flush` does
+/// nothing, since nothing is visible before `finish`.
+///
+/// ```
+/// use cubby_host::{Storage, StorageOptions};
+/// use cubby_host::ops::StreamOptions;
+/// use std::io::{Read, Write};
+/// # fn main() -> anyhow::Result<()> {
+/// let ws = Storage::in_memory(StorageOptions::default())?.workspace("w")?;
+/// let mut writer = ws.write_stream("big", StreamOptions::default().compress())?;
+/// for _ in 0..64 {
+///     writer.write_all(&[7u8; 64 * 1024])?;
+/// }
+/// writer.finish()?;
+/// let mut back = Vec::new();
+/// ws.read_stream("big")?.expect("written").read_to_end(&mut back)?;
+/// assert_eq!(back.len(), 4 << 20);
+/// assert!(ws.info("big")?.expect("written").stored_size < 100_000);
+/// # Ok(()) }
+/// ```
+pub struct StreamWriter {
+    target: Namespace,
+    key: String,
+    options: StreamOptions,
+    quota: QuotaRule,
+    blob: u64,
+    buffer: Vec<u8>,
+    chunks: u32,
+    size: u64,
+    stored: u64,
+    hash: Sha256,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Writing,
+    /// Published.
+    Finished,
+    /// Failed; what it wrote was removed.
+    Failed,
+}
+
+impl std::fmt::Debug for StreamWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWriter")
+            .field("key", &self.key)
+            .field("size", &self.size)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamWriter {
+    pub(crate) fn open(
+        target: Namespace,
+        key: &str,
+        options: StreamOptions,
+    ) -> Result<Self, StorageError> {
+        let quota = target.storage().quota_rule(target.workspace_id());
+        Self::open_with(target, key, options, quota)
+    }
+
+    /// [`open`](Self::open), checked against `quota` (an import's staging
+    /// area has none of its own).
+    pub(crate) fn open_with(
+        target: Namespace,
+        key: &str,
+        options: StreamOptions,
+        quota: QuotaRule,
+    ) -> Result<Self, StorageError> {
+        let storage = target.storage();
+        rules::check_key(storage.limits(), key)?;
+        let blob = storage.backend().open_blob(
+            target.workspace_id(),
+            idle_until(storage),
+            storage.limits().max_open_streams,
+        )?;
+        Ok(Self {
+            target,
+            key: key.to_owned(),
+            options,
+            quota,
+            blob,
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            chunks: 0,
+            size: 0,
+            stored: 0,
+            hash: Sha256::new(),
+            state: State::Writing,
+        })
+    }
+
+    /// Appends `bytes` to the value. Fails with
+    /// [`StorageError::ValueTooLarge`] (the limit being
+    /// [`Limits::max_stream_bytes`](crate::options::Limits)) past the
+    /// largest streamed value, and [`StorageError::QuotaExceeded`] when what
+    /// is written so far would take the workspace past its quota; after any
+    /// error the writer is done and what it wrote is gone.
+    pub fn write_bytes(&mut self, mut bytes: &[u8]) -> Result<(), StorageError> {
+        self.writing()?;
+        let limit = self.target.storage().limits().max_stream_bytes;
+        let size = self.size.saturating_add(bytes.len() as u64);
+        if size > limit {
+            return self.fail(StorageError::ValueTooLarge {
+                len: usize::try_from(size).unwrap_or(usize::MAX),
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            });
+        }
+        self.size = size;
+        self.hash.update(bytes);
+        while !bytes.is_empty() {
+            let take = (CHUNK_BYTES - self.buffer.len()).min(bytes.len());
+            self.buffer.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buffer.len() == CHUNK_BYTES {
+                self.flush_chunk()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the value under its key, atomically, replacing any entry
+    /// there (after checking the condition, the key's limits and the quota
+    /// once more); returns its version. Durable when it returns, like every
+    /// write. On any error nothing is published and what was written is
+    /// gone.
+    pub fn finish(mut self) -> Result<u64, StorageError> {
+        self.writing()?;
+        if !self.buffer.is_empty() {
+            self.flush_chunk()?;
+        }
+        let blob = BlobRef {
+            id: self.blob,
+            size: self.size,
+            stored: self.stored,
+            chunks: self.chunks,
+            compressed: self.options.compress,
+            sha256: self.hash.clone().finalize().into(),
+        };
+        let storage = self.target.storage();
+        let request = WriteRequest {
+            workspace: Arc::from(self.target.workspace_id()),
+            ops: Vec::new(),
+            blob: Some(BlobPut {
+                namespace: self.target.name().to_owned(),
+                key: self.key.clone(),
+                condition: self.options.condition.clone(),
+                blob,
+                ttl: self.options.ttl,
+            }),
+            now_ms: storage.now_ms(),
+            quota: self.quota,
+        };
+        match storage.backend().write(request) {
+            Ok(outcomes) => match outcomes.as_slice() {
+                [Outcome::Set { version }] => {
+                    self.state = State::Finished;
+                    Ok(*version)
+                }
+                _ => self.fail(StorageError::internal(
+                    "a stream publish answered otherwise",
+                )),
+            },
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.size
+    }
+
+    fn writing(&self) -> Result<(), StorageError> {
+        match self.state {
+            State::Writing => Ok(()),
+            State::Finished => Err(StorageError::InvalidArgument(
+                "the stream writer is finished".into(),
+            )),
+            State::Failed => Err(StorageError::InvalidArgument(
+                "the stream writer failed earlier; nothing of it was kept".into(),
+            )),
+        }
+    }
+
+    fn flush_chunk(&mut self) -> Result<(), StorageError> {
+        let data = match pack(&self.buffer, self.options.compress) {
+            Ok(data) => data,
+            Err(e) => return self.fail(e),
+        };
+        let storage = self.target.storage();
+        let len = data.len() as u64;
+        let put = ChunkPut {
+            workspace: Arc::from(self.target.workspace_id()),
+            blob: self.blob,
+            index: self.chunks,
+            data,
+            stored_after: self.stored + len,
+            idle_until_ms: idle_until(storage),
+            quota: self.quota,
+        };
+        if let Err(e) = storage.backend().put_chunk(put) {
+            return self.fail(e);
+        }
+        self.buffer.clear();
+        self.chunks += 1;
+        self.stored += len;
+        Ok(())
+    }
+
+    /// Ends the writer after `e`: what it wrote is removed (or, if that
+    /// fails too, collected by the sweeper once the write counts as
+    /// abandoned).
+    fn fail<T>(&mut self, e: StorageError) -> Result<T, StorageError> {
+        self.state = State::Failed;
+        self.discard();
+        Err(e)
+    }
+
+    fn discard(&mut self) {
+        self.buffer = Vec::new();
+        let storage = self.target.storage();
+        if let Err(e) = storage
+            .backend()
+            .drop_blob(self.target.workspace_id(), self.blob)
+        {
+            tracing::warn!(error = %e, "could not remove an unfinished stream write; the sweeper will");
+        }
+    }
+}
+
+impl Drop for StreamWriter {
+    fn drop(&mut self) {
+        if self.state == State::Writing {
+            self.state = State::Failed;
+            self.discard();
+        }
+    }
+}
+
+impl io::Write for StreamWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_bytes(buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The deadline of a write in progress that gets no chunk from now on.
+fn idle_until(storage: &Storage) -> u64 {
+    storage
+        .now_ms()
+        .saturating_add(STREAM_IDLE.as_millis() as u64)
+}
+
+/// A stored value being read ([`Namespace::read_stream`]), a chunk at a
+/// time: the value as it was when the reader was opened, even if it is
+/// replaced or deleted meanwhile (for 10 minutes; a reader slower than that
+/// may fail, never return a mix). Reaching the end checks the value's
+/// SHA-256. Implements `std::io::Read`.
+pub struct StreamReader {
+    source: Source,
+    info: ValueInfo,
+    /// The current chunk and how much of it was read.
+    chunk: Vec<u8>,
+    at: usize,
+    /// The next chunk to fetch.
+    next: u32,
+    hash: Sha256,
+    /// Bytes returned so far.
+    read: u64,
+    checked: bool,
+}
+
+enum Source {
+    Inline,
+    Blob {
+        storage: Storage,
+        workspace: Arc<str>,
+        blob: BlobRef,
+    },
+}
+
+impl std::fmt::Debug for StreamReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReader")
+            .field("info", &self.info)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamReader {
+    pub(crate) fn open(namespace: &Namespace, row: Row) -> Self {
+        let storage = namespace.storage();
+        let info = ValueInfo::of(&row, storage.now_ms());
+        let (source, chunk) = match row.blob {
+            None => (Source::Inline, row.value),
+            Some(blob) => (
+                Source::Blob {
+                    storage: storage.clone(),
+                    workspace: Arc::from(namespace.workspace_id()),
+                    blob,
+                },
+                Vec::new(),
+            ),
+        };
+        Self {
+            source,
+            info,
+            chunk,
+            at: 0,
+            next: 0,
+            hash: Sha256::new(),
+            read: 0,
+            checked: false,
+        }
+    }
+
+    /// The value's size and metadata, as of when the reader was opened.
+    pub fn info(&self) -> &ValueInfo {
+        &self.info
+    }
+
+    /// The next bytes of the value, at most `max` (and at most what is left
+    /// of the current chunk); empty at the end. Reaching the end checks the
+    /// whole value against its checksum ([`StorageError::Corrupt`] if it
+    /// does not match).
+    pub fn read_bytes(&mut self, max: usize) -> Result<Vec<u8>, StorageError> {
+        if self.at == self.chunk.len() && !self.fetch()? {
+            self.check()?;
+            return Ok(Vec::new());
+        }
+        let take = max.min(self.chunk.len() - self.at);
+        let out = self.chunk[self.at..self.at + take].to_vec();
+        self.at += take;
+        self.read += take as u64;
+        Ok(out)
+    }
+
+    /// Loads the next chunk; `false` at the end.
+    fn fetch(&mut self) -> Result<bool, StorageError> {
+        let Source::Blob {
+            storage,
+            workspace,
+            blob,
+        } = &self.source
+        else {
+            return Ok(false);
+        };
+        if self.next >= blob.chunks {
+            return Ok(false);
+        }
+        let stored = storage
+            .backend()
+            .read_chunk(workspace, blob.id, self.next)?
+            .ok_or_else(|| {
+                StorageError::InvalidArgument(
+                    "the value was replaced or removed longer ago than a reader may take".into(),
+                )
+            })?;
+        let chunk = unpack(stored, blob.compressed)?;
+        self.hash.update(&chunk);
+        self.chunk = chunk;
+        self.at = 0;
+        self.next += 1;
+        Ok(true)
+    }
+
+    /// At the end: the bytes read are the value written.
+    fn check(&mut self) -> Result<(), StorageError> {
+        if self.checked {
+            return Ok(());
+        }
+        self.checked = true;
+        if let Source::Blob { blob, .. } = &self.source
+            && (self.read != blob.size || self.hash.clone().finalize().as_slice() != blob.sha256)
+        {
+            return Err(StorageError::Corrupt(format!(
+                "a streamed value read back as {} bytes that do not match its checksum",
+                self.read
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl io::Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let bytes = self.read_bytes(buf.len()).map_err(io::Error::other)?;
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        Ok(bytes.len())
+    }
+}
+
+/// The whole value of `row`, read from its chunks if it is streamed, for a
+/// plain read: [`StorageError::TooLargeToRead`] if it is larger than the
+/// value limit.
+pub(crate) fn materialize(namespace: &Namespace, row: Row) -> Result<Row, StorageError> {
+    let Some(blob) = row.blob else {
+        return Ok(row);
+    };
+    let limit = namespace.storage().limits().max_value_bytes;
+    if blob.size > limit as u64 {
+        return Err(StorageError::TooLargeToRead {
+            size: blob.size,
+            limit,
+        });
+    }
+    let mut reader = StreamReader::open(namespace, row.clone());
+    let mut value = Vec::with_capacity(blob.size as usize);
+    loop {
+        let bytes = reader.read_bytes(CHUNK_BYTES)?;
+        if bytes.is_empty() {
+            break;
+        }
+        value.extend_from_slice(&bytes);
+    }
+    Ok(Row {
+        value,
+        blob: None,
+        ..row
+    })
+}
