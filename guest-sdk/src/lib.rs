@@ -10,8 +10,9 @@
 //! JSON there are expiry ([`put`] with a TTL, [`get_and_renew`],
 //! [`expire`]), atomic counters ([`Counter`]), compare-and-swap ([`put`]
 //! with a condition, [`update`]), batches ([`get_many`], [`set_many`],
-//! [`delete_many`]), all-or-nothing [`Transaction`]s, and [`usage`] and
-//! [`limits`].
+//! [`delete_many`]), all-or-nothing [`Transaction`]s, [`usage`] and
+//! [`limits`], and values of any size written and read as streams
+//! ([`create`] and [`open`], `std::io::Write` and `std::io::Read`).
 //!
 //! ```no_run
 //! // A command-style plugin (a binary with `fn main`), run with `cubby run`.
@@ -78,6 +79,7 @@ mod builders;
 mod error;
 mod json;
 mod namespace;
+mod stream;
 mod types;
 
 use std::time::Duration;
@@ -89,6 +91,7 @@ pub use builders::{Counter, Key, Outcome, Put, Transaction};
 pub use error::{Error, Result};
 pub use json::JsonPlugin;
 pub use namespace::Namespace;
+pub use stream::{Reader, StreamOptions, ValueInfo, Writer, create, create_with, info, open};
 pub use types::{Condition, Entry, KeyPage, Keys, Limits, Usage};
 
 #[doc(hidden)]

@@ -16,6 +16,9 @@
 //!   by `add_to_linker`) and exports the standard `wasi:cli/run`, called
 //!   through `wasmtime_wasi::p2::bindings::CommandPre` (or
 //!   `…::sync::CommandPre`), so it needs no bindings of its own.
+//! - `cubby::storage::streams`: streamed values, with the `writer` and
+//!   `reader` resources as [`streams::Writer`](crate::streams::Writer) and
+//!   [`streams::Reader`](crate::streams::Reader).
 //! - `cubby::storage::storage`: the interface's types and `Host` trait,
 //!   implemented for [`StorageCtx`](crate::StorageCtx). The WIT `error` is
 //!   [`StorageError`](crate::StorageError) on the host side; the one mapping
@@ -29,6 +32,10 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     exports: { default: async },
     additional_derives: [PartialEq, Eq],
+    with: {
+        "cubby:storage/streams.writer": crate::streams::Writer,
+        "cubby:storage/streams.reader": crate::streams::Reader,
+    },
     trappable_error_type: {
         "cubby:storage/storage.error" => crate::StorageError,
     },
@@ -41,6 +48,10 @@ pub mod sync {
         world: "plugin",
         imports: { default: trappable },
         additional_derives: [PartialEq, Eq],
+        with: {
+            "cubby:storage/streams.writer": crate::streams::Writer,
+            "cubby:storage/streams.reader": crate::streams::Reader,
+        },
         trappable_error_type: {
             "cubby:storage/storage.error" => crate::StorageError,
         },

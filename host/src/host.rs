@@ -17,7 +17,7 @@ use crate::engine::{Action, Condition, Namespace, Op, Outcome, StorageError, Wor
 use crate::guest_error::{GuestError, expires_in_ms, small};
 
 /// Runs `f` on namespace `ns` of `ws` (`""` is the default space).
-fn in_ns<T>(
+pub(crate) fn in_ns<T>(
     ws: &Workspace,
     ns: &str,
     f: impl FnOnce(&Namespace) -> Result<T, StorageError>,

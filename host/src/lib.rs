@@ -132,6 +132,7 @@ mod host;
 mod keyvalue;
 mod linker;
 mod runtime;
+pub mod streams;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;

@@ -8,7 +8,8 @@ use crate::keyvalue::GetManyShape;
 use crate::{bindings, keyvalue};
 
 /// Adds Cubby's imports to a linker used with wasmtime's sync API
-/// (`instantiate`, `call`): `cubby:storage/storage@0.2.0` and the standard
+/// (`instantiate`, `call`): `cubby:storage/storage@0.2.0` and
+/// `cubby:storage/streams@0.2.0`, and the standard
 /// `wasi:keyvalue` interfaces (`store`, `atomics`, `batch`) of versions
 /// `0.2.0-draft` and `0.2.0-draft2`, all over the same workspace. `get`
 /// finds the [`StorageCtx`] in the store's data. A component may import any
@@ -48,6 +49,7 @@ pub fn add_to_linker_for<T: Send + 'static>(
     shape: GetManyShape,
 ) -> wasmtime::Result<()> {
     bindings::sync::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
+    bindings::sync::cubby::storage::streams::add_to_linker::<T, HasStorage>(linker, get)?;
     keyvalue::add_to_linker(linker, get, shape)
 }
 
@@ -72,5 +74,6 @@ pub fn add_to_linker_async_for<T: Send + 'static>(
     shape: GetManyShape,
 ) -> wasmtime::Result<()> {
     bindings::cubby::storage::storage::add_to_linker::<T, HasStorage>(linker, get)?;
+    bindings::cubby::storage::streams::add_to_linker::<T, HasStorage>(linker, get)?;
     keyvalue::add_to_linker_async(linker, get, shape)
 }

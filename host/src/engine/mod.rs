@@ -24,7 +24,7 @@
 
 mod accounting;
 mod backend;
-mod blob;
+pub(crate) mod blob;
 mod clock;
 pub(crate) mod error;
 mod limits;

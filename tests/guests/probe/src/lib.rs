@@ -3,7 +3,9 @@
 //! included) through the real guest → host path, and repeats a get for the
 //! benchmark, and exercises every richer operation (expiry, counters,
 //! compare-and-swap, batches, transactions, namespaces, usage). It also probes the sandbox and misbehaves on request: loops
-//! forever, grows memory without bound, or panics.
+//! forever, grows memory without bound, or panics. It writes and reads
+//! streamed values of any size from a seeded pattern, to check them
+//! without holding them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -132,9 +134,96 @@ enum Request {
     Ambient {
         port: u16,
     },
+    /// Writes `size` bytes made from `seed` (see [`Pattern`]) as a stream,
+    /// in pieces of 64 KiB; answers the version.
+    StreamWrite {
+        key: String,
+        size: u64,
+        seed: u64,
+        #[serde(default)]
+        compress: bool,
+        #[serde(default)]
+        if_absent: bool,
+        /// Stop after this many bytes without finishing.
+        abandon_after: Option<u64>,
+    },
+    /// Reads the value under `key` as a stream and checks it against the
+    /// bytes `seed` makes; answers its size, whether every byte matched, and
+    /// the largest piece the host returned.
+    StreamRead {
+        key: String,
+        seed: u64,
+    },
+    /// The value's metadata (`info`).
+    StreamInfo {
+        key: String,
+    },
     Spin,
     Grow,
     Panic,
+}
+
+/// The bytes a stream request writes and checks: a xorshift sequence from
+/// `seed`, the same in the guest and in the tests.
+struct Pattern(u64);
+
+impl Pattern {
+    fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        for b in out {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = self.0 as u8;
+        }
+    }
+}
+
+fn stream_write(
+    key: &str,
+    size: u64,
+    seed: u64,
+    options: &cubby_sdk::StreamOptions,
+    abandon_after: Option<u64>,
+) -> cubby_sdk::Result<Value> {
+    let mut writer = cubby_sdk::create_with(key, options)?;
+    let mut pattern = Pattern::new(seed);
+    let mut piece = vec![0u8; 64 * 1024];
+    let mut left = size;
+    while left > 0 {
+        if abandon_after.is_some_and(|at| size - left >= at) {
+            return Ok(json!("abandoned"));
+        }
+        let n = left.min(piece.len() as u64) as usize;
+        pattern.fill(&mut piece[..n]);
+        writer.write_bytes(&piece[..n])?;
+        left -= n as u64;
+    }
+    Ok(json!(writer.finish()?))
+}
+
+fn stream_read(key: &str, seed: u64) -> cubby_sdk::Result<Value> {
+    let Some(mut reader) = cubby_sdk::open(key)? else {
+        return Ok(Value::Null);
+    };
+    let mut pattern = Pattern::new(seed);
+    let (mut size, mut matches, mut largest) = (0u64, true, 0usize);
+    let mut expected = Vec::new();
+    loop {
+        let chunk = reader.read_chunk()?;
+        if chunk.is_empty() {
+            break;
+        }
+        expected.resize(chunk.len(), 0);
+        pattern.fill(&mut expected);
+        matches &= expected == chunk;
+        size += chunk.len() as u64;
+        largest = largest.max(chunk.len());
+    }
+    Ok(json!({ "size": size, "matches": matches, "largest_piece": largest }))
 }
 
 /// One operation of a `tx` request.
@@ -318,6 +407,35 @@ impl cubby_sdk::Plugin for Probe {
                 "env": std::env::vars().count(),
                 "tcp": std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
             })),
+            Request::StreamWrite {
+                key,
+                size,
+                seed,
+                compress,
+                if_absent,
+                abandon_after,
+            } => {
+                let mut options = cubby_sdk::StreamOptions::new();
+                if compress {
+                    options = options.compress();
+                }
+                if if_absent {
+                    options = options.if_absent();
+                }
+                stream_write(&key, size, seed, &options, abandon_after)
+            }
+            Request::StreamRead { key, seed } => stream_read(&key, seed),
+            Request::StreamInfo { key } => cubby_sdk::info(&key).map(|i| {
+                i.map_or(Value::Null, |i| {
+                    json!({
+                        "size": i.size,
+                        "stored_size": i.stored_size,
+                        "streamed": i.streamed,
+                        "compressed": i.compressed,
+                        "version": i.version,
+                    })
+                })
+            }),
             Request::Spin => loop {
                 std::hint::spin_loop();
             },
