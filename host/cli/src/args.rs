@@ -320,6 +320,8 @@ pub(crate) struct KvTarget {
 #[derive(Debug, Subcommand)]
 pub(crate) enum KvCommand {
     /// Print the value of a key (exits with 1 if it is missing or expired).
+    /// A value of any size streams to stdout, a chunk in memory at a time,
+    /// with a progress bar on a terminal for a large one.
     Get {
         #[command(flatten)]
         target: KvTarget,
@@ -330,7 +332,9 @@ pub(crate) enum KvCommand {
         #[arg(long)]
         base64: bool,
     },
-    /// Set a key to a value.
+    /// Set a key to a value. From a file or stdin, a value larger than the
+    /// value limit is written as a stream (up to 256 MiB by default), a
+    /// chunk in memory at a time, with a progress bar on a terminal.
     Set {
         #[command(flatten)]
         target: KvTarget,
@@ -341,6 +345,20 @@ pub(crate) enum KvCommand {
         /// Expire the key after this long (e.g. 30s, 10m, 1day).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         ttl: Option<humantime::Duration>,
+        /// Write the value as a stream even if it is small.
+        #[arg(long)]
+        stream: bool,
+        /// Store the value compressed (zstd); written as a stream.
+        #[arg(long)]
+        compress: bool,
+    },
+    /// Show a value's size, what it takes in storage, whether it is
+    /// streamed or compressed, its version and expiry, without reading it.
+    Info {
+        #[command(flatten)]
+        target: KvTarget,
+        /// The key.
+        key: String,
     },
     /// Delete a key (exits with 1 if it was missing).
     Delete {

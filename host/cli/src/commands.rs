@@ -4,9 +4,9 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cubby_host::ops::WriteOptions;
+use cubby_host::ops::{StreamOptions, WriteOptions};
 use cubby_host::options::{Durability, Output, Quota};
-use cubby_host::{Namespace, Runtime, Storage, StorageOptions};
+use cubby_host::{Namespace, Runtime, Storage, StorageError, StorageOptions};
 use serde_json::json;
 
 use crate::args::{
@@ -62,7 +62,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             opts,
             input,
         } => {
-            let request = read_arg(&input)?;
+            let request = read_whole(&input)?;
             let workspace = storage()?.workspace(&opts.workspace)?;
             let runtime = runtime(&opts, false)?;
             let response = block_on(async {
@@ -119,8 +119,23 @@ fn kv_command(storage: &Storage, kv: KvCommand, json: bool) -> Result<ExitCode> 
         KvCommand::Get {
             target,
             key,
+            base64: _,
+        } if !json => {
+            let Some(reader) = target.open(storage)?.read_stream(&key)? else {
+                bail!("key {key:?} not found in {}", target.describe());
+            };
+            output::stream_to_stdout(reader)?;
+        }
+        KvCommand::Get {
+            target,
+            key,
             base64,
-        } => match target.open(storage)?.entry(&key)? {
+        } => match target.open(storage)?.entry(&key).map_err(|e| match e {
+            e @ StorageError::TooLargeToRead { .. } => {
+                anyhow::Error::new(e).context("--json shows values up to the value limit; without --json the value streams to stdout")
+            }
+            e => e.into(),
+        })? {
             Some(entry) if json => {
                 let (encoding, value) = match std::str::from_utf8(&entry.value) {
                     Ok(text) if !base64 => ("utf8", text.to_owned()),
@@ -144,13 +159,63 @@ fn kv_command(storage: &Storage, kv: KvCommand, json: bool) -> Result<ExitCode> 
             key,
             value,
             ttl,
+            stream,
+            compress,
         } => {
-            let value = read_arg(&value)?;
-            let mut options = WriteOptions::default();
-            if let Some(ttl) = ttl {
-                options = options.ttl(ttl.into());
+            let ns = target.open(storage)?;
+            let ttl = ttl.map(Into::into);
+            let limit = storage.limits().max_value_bytes;
+            let (mut head, rest) = read_arg(&value, limit)?;
+            match rest {
+                None if !stream && !compress => {
+                    let mut options = WriteOptions::default();
+                    if let Some(ttl) = ttl {
+                        options = options.ttl(ttl);
+                    }
+                    ns.set_with(&key, head, options)?;
+                }
+                rest => {
+                    let mut options = StreamOptions::default();
+                    options.ttl = ttl;
+                    options.compress = compress;
+                    let mut writer = ns.write_stream(&key, options)?;
+                    writer.write_bytes(&head)?;
+                    head.clear();
+                    if let Some((source, size)) = rest {
+                        output::copy_with_progress(source, &mut writer, size)?;
+                    }
+                    writer.finish()?;
+                }
             }
-            target.open(storage)?.set_with(&key, value, options)?;
+        }
+        KvCommand::Info { target, key } => {
+            let Some(info) = target.open(storage)?.info(&key)? else {
+                bail!("key {key:?} not found in {}", target.describe());
+            };
+            let expires_in_ms = info.expires_in.map(|d| d.as_millis() as u64);
+            if json {
+                print_json(&json!({
+                    "workspace": target.workspace,
+                    "namespace": target.namespace,
+                    "key": key,
+                    "size": info.size,
+                    "stored_size": info.stored_size,
+                    "streamed": info.streamed,
+                    "compressed": info.compressed,
+                    "version": info.version,
+                    "expires_in_ms": expires_in_ms,
+                }))?;
+            } else {
+                writeln!(out, "size\t{}", info.size)?;
+                writeln!(out, "stored\t{}", info.stored_size)?;
+                writeln!(out, "streamed\t{}", info.streamed)?;
+                writeln!(out, "compressed\t{}", info.compressed)?;
+                writeln!(out, "version\t{}", info.version)?;
+                match expires_in_ms {
+                    Some(ms) => writeln!(out, "expires_in_ms\t{ms}")?,
+                    None => writeln!(out, "expires_in_ms\tnever")?,
+                }
+            }
         }
         KvCommand::Delete { target, key } => {
             if !target.open(storage)?.delete(&key)? {
@@ -325,17 +390,40 @@ fn block_on<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
 }
 
 /// `TEXT`, `@FILE` or `@-` (stdin).
-fn read_arg(arg: &str) -> Result<Vec<u8>> {
-    match arg.strip_prefix('@') {
-        Some("-") => {
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                .context("cannot read stdin")?;
-            Ok(buf)
+/// A source to stream the rest of a value from, and its size if known.
+type Rest = Option<(Box<dyn std::io::Read>, Option<u64>)>;
+
+/// A value argument (text, `@FILE`, `@-`): its first bytes, up to `limit`,
+/// and, when there are more, the source to stream the rest from.
+fn read_arg(arg: &str, limit: usize) -> Result<(Vec<u8>, Rest)> {
+    let (source, size, name): (Box<dyn std::io::Read>, Option<u64>, &str) = match arg
+        .strip_prefix('@')
+    {
+        Some("-") => (Box::new(std::io::stdin()), None, "stdin"),
+        Some(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot read {path}"))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), size, path)
         }
-        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {path}")),
-        None => Ok(arg.as_bytes().to_vec()),
+        None => return Ok((arg.as_bytes().to_vec(), None)),
+    };
+    let mut head = Vec::new();
+    let mut source = std::io::Read::take(source, limit as u64 + 1);
+    std::io::Read::read_to_end(&mut source, &mut head)
+        .with_context(|| format!("cannot read {name}"))?;
+    if head.len() <= limit {
+        return Ok((head, None));
     }
+    Ok((head, Some((source.into_inner(), size))))
+}
+
+/// A request argument (text, `@FILE`, `@-`), whole.
+fn read_whole(arg: &str) -> Result<Vec<u8>> {
+    let (mut head, rest) = read_arg(arg, usize::MAX - 1)?;
+    if let Some((mut source, _)) = rest {
+        std::io::Read::read_to_end(&mut source, &mut head).context("cannot read the request")?;
+    }
+    Ok(head)
 }
 
 /// Asks a yes/no question on the terminal; an error unless the answer is

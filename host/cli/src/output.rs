@@ -72,3 +72,72 @@ pub(crate) fn used_percent(usage: Usage, quota: Quota) -> f64 {
 pub(crate) fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// Values at least this large get a progress bar (on a terminal).
+const PROGRESS_FROM: u64 = 8 << 20;
+
+/// A progress bar of bytes on stderr when it is a terminal and the value
+/// is large (or of unknown size); nothing otherwise.
+fn byte_bar(verb: &str, size: Option<u64>) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() || size.is_some_and(|s| s < PROGRESS_FROM) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(size.unwrap_or(0));
+    let template = match size {
+        Some(_) => {
+            format!("{verb} {{bar:40}} {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}} left)")
+        }
+        None => format!("{verb} {{spinner}} {{bytes}} ({{bytes_per_sec}})"),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Copies `source` into a stream writer a chunk at a time, with a progress
+/// bar for a large value.
+pub(crate) fn copy_with_progress(
+    mut source: impl std::io::Read,
+    writer: &mut cubby_host::StreamWriter,
+    size: Option<u64>,
+) -> Result<()> {
+    let bar = byte_bar("writing", size);
+    bar.set_position(writer.written());
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let n = match source.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the value")),
+        };
+        writer.write_bytes(&buffer[..n])?;
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Writes a stored value to stdout a chunk at a time, with a progress bar
+/// for a large one (and a newline on a terminal, as [`print_bytes`]).
+pub(crate) fn stream_to_stdout(mut reader: cubby_host::StreamReader) -> Result<()> {
+    let bar = byte_bar("reading", Some(reader.info().size));
+    let mut out = std::io::stdout().lock();
+    let mut last = None;
+    loop {
+        let chunk = reader.read_bytes(256 * 1024)?;
+        let Some(&end) = chunk.last() else {
+            break;
+        };
+        last = Some(end);
+        out.write_all(&chunk)?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    if out.is_terminal() && last.is_some_and(|b| b != b'\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -932,7 +932,78 @@ fn completions_are_printed_for_each_shell() {
     );
 }
 
+fn large_values_stream_in_and_out_of_the_command_line(place: &Place) {
+    let env = Env::on(place);
+    // 3 MiB, over the 1 MiB value limit, that does not compress.
+    let mut x = 88172645463325252u64;
+    let big: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let file = env.dir.path().join("big.bin");
+    std::fs::write(&file, &big).unwrap();
+    let arg = format!("@{}", file.display());
+    ok(env.cubby(&["kv", "set", "-w", "a", "-n", "files", "big", &arg]));
+    let out = env.cubby(&["kv", "get", "-w", "a", "-n", "files", "big"]);
+    assert!(out.status.success());
+    assert!(out.stdout == big, "the value read back differs");
+    let info: serde_json::Value = serde_json::from_str(&ok(
+        env.cubby(&["--json", "kv", "info", "-w", "a", "-n", "files", "big"])
+    ))
+    .unwrap();
+    assert_eq!(info["size"], 3 << 20);
+    assert_eq!(info["streamed"], true);
+    assert_eq!(info["compressed"], false);
+    // --json refuses a value that large, and says how to get it.
+    let line = one_line_error(env.cubby(&["--json", "kv", "get", "-w", "a", "-n", "files", "big"]));
+    assert!(
+        line.contains("without --json the value streams to stdout"),
+        "{line}"
+    );
+    // From stdin, compressed; a small value stays a plain one unless asked.
+    let mut child = env
+        .command(&["kv", "set", "-w", "a", "text", "@-", "--compress"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &[b'z'; 2 << 20]).unwrap();
+    assert!(child.wait().unwrap().success());
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(env.cubby(&["--json", "kv", "info", "-w", "a", "text"]))).unwrap();
+    assert_eq!(
+        (info["size"].as_u64(), info["compressed"].as_bool()),
+        (Some(2 << 20), Some(true))
+    );
+    assert!(info["stored_size"].as_u64().unwrap() < 10_000, "{info}");
+    ok(env.cubby(&["kv", "set", "-w", "a", "small", "hello"]));
+    assert!(ok(env.cubby(&["kv", "info", "-w", "a", "small"])).contains("streamed\tfalse"));
+    // Exported and imported with the rest.
+    let export = env.dir.path().join("a.cubby");
+    ok(env.cubby(&[
+        "workspace",
+        "export",
+        "-w",
+        "a",
+        "-o",
+        &export.display().to_string(),
+    ]));
+    ok(env.cubby(&[
+        "workspace",
+        "import",
+        "-w",
+        "b",
+        &export.display().to_string(),
+    ]));
+    let out = env.cubby(&["kv", "get", "-w", "b", "-n", "files", "big"]);
+    assert!(out.stdout == big, "the imported value differs");
+}
+
 cubby_host::conformance_tests!(
+    reopen large_values_stream_in_and_out_of_the_command_line,
     reopen export_and_import_move_a_workspace_between_databases,
     reopen a_stored_quota_binds_later_processes,
     reopen a_standard_keyvalue_guest_runs_and_its_bucket_is_a_namespace,
