@@ -19,12 +19,18 @@
 // SDK gives (`'quota exceeded: ...'`). A failed call changes nothing.
 // `PluginError` is what a handler throws to return an error to the caller.
 //
+// Files: `openWriter(key)` writes a value of any size as a stream (`write`
+// pieces, then `finish()`: nothing is visible before, everything after;
+// `abort()` or an unfinished writer leaves nothing), `openReader(key)` reads
+// one a chunk at a time (`for (const chunk of reader) { ... }`).
+//
 // Numbers: counters are JavaScript numbers (a result outside the safe integer
 // range throws a RangeError rather than lose precision); versions are BigInts,
 // as the WIT's u64. Expiry: `ttl` options are milliseconds, `null`/`undefined`
 // meaning none.
 
 import * as wit from 'cubby:storage/storage@0.2.0';
+import * as streams from 'cubby:storage/streams@0.2.0';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -313,10 +319,152 @@ export class Namespace {
     return paged((cursor) => wit.listKeys(this.name, prefix, cursor, undefined));
   }
 
+  /**
+   * Starts writing a value of any size under `key` as a stream; options:
+   * `{ ttl, compress, ifAbsent, ifVersion }`.
+   */
+  openWriter(key, { ttl, compress = false, ...condition } = {}) {
+    const options = { ttlMs: ttlMs(ttl), condition: conditionOf(condition), compress };
+    return new StreamWriter(call(streams.openWriter, this.name, key, options));
+  }
+
+  /** Opens the value under `key` for reading as a stream, or `undefined`. */
+  openReader(key) {
+    const handle = call(streams.openReader, this.name, key);
+    return handle === undefined ? undefined : new StreamReader(handle);
+  }
+
+  /**
+   * The value's `{ size, storedSize, streamed, compressed, version,
+   * expiresInMs }` without reading it, or `undefined`.
+   */
+  info(key) {
+    const i = call(streams.info, this.name, key);
+    return i === undefined ? undefined : infoOf(i);
+  }
+
   /** `{ keys, bytes }` (numbers) of this namespace. */
   usage() {
     const u = call(wit.usage, this.name);
     return { keys: Number(u.keys), bytes: Number(u.bytes) };
+  }
+}
+
+/** Bytes a StreamWriter gathers before it hands them to the host. */
+const WRITE_BUFFER = 64 * 1024;
+
+function infoOf(i) {
+  return {
+    size: Number(i.size),
+    storedSize: Number(i.storedSize),
+    streamed: i.streamed,
+    compressed: i.compressed,
+    version: i.version,
+    expiresInMs: i.expiresInMs === undefined ? undefined : Number(i.expiresInMs),
+  };
+}
+
+/** Lets go of a resource handle now, where the runtime offers it. */
+function release(handle) {
+  const dispose = handle && handle[Symbol.dispose];
+  if (typeof dispose === 'function') dispose.call(handle);
+}
+
+/**
+ * A value being written as a stream (`openWriter`): `write` pieces
+ * (Uint8Array or string), then `finish()`, which publishes the whole value
+ * atomically and returns its version (a BigInt). Nothing is visible before;
+ * `abort()`, or a writer left unfinished, leaves nothing.
+ */
+export class StreamWriter {
+  constructor(handle) {
+    this.handle = handle;
+    this.buffered = [];
+    this.size = 0;
+  }
+
+  write(piece) {
+    if (!this.handle) throw new StorageError('invalid-argument', 'invalid argument: the writer is finished');
+    const bytes = typeof piece === 'string' ? encoder.encode(piece) : bytesOf(piece);
+    this.buffered.push(bytes);
+    this.size += bytes.length;
+    if (this.size >= WRITE_BUFFER) this.flush();
+  }
+
+  /** Hands the gathered bytes to the host (nothing is visible before `finish`). */
+  flush() {
+    if (!this.handle || this.size === 0) return;
+    const all = new Uint8Array(this.size);
+    let at = 0;
+    for (const b of this.buffered) {
+      all.set(b, at);
+      at += b.length;
+    }
+    this.buffered = [];
+    this.size = 0;
+    call(() => this.handle.write(all));
+  }
+
+  finish() {
+    this.flush();
+    const handle = this.handle;
+    this.handle = undefined;
+    try {
+      return call(() => handle.finish());
+    } finally {
+      release(handle);
+    }
+  }
+
+  abort() {
+    const handle = this.handle;
+    this.handle = undefined;
+    this.buffered = [];
+    this.size = 0;
+    release(handle);
+  }
+}
+
+/**
+ * A stored value being read (`openReader`), a chunk at a time: `read()`
+ * returns the next Uint8Array (empty at the end), and the reader iterates
+ * over its chunks. Reaching the end checks the value against its checksum.
+ */
+export class StreamReader {
+  constructor(handle) {
+    this.handle = handle;
+    this.info = infoOf(handle.info());
+    this.done = false;
+  }
+
+  read() {
+    if (this.done) return new Uint8Array(0);
+    const chunk = call(() => this.handle.read(1n << 62n));
+    if (chunk.length === 0) {
+      this.done = true;
+      release(this.handle);
+    }
+    return chunk;
+  }
+
+  /** The whole value (only for values that fit in memory). */
+  readAll() {
+    const chunks = [...this];
+    const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const c of chunks) {
+      all.set(c, at);
+      at += c.length;
+    }
+    return all;
+  }
+
+  *[Symbol.iterator]() {
+    for (;;) {
+      const chunk = this.read();
+      if (chunk.length === 0) return;
+      yield chunk;
+    }
   }
 }
 
@@ -402,6 +550,12 @@ export const deleteMany = (keys) => defaultNamespace.deleteMany(keys);
 export const clear = () => defaultNamespace.clear();
 /** The keys of the default namespace, lazily paged. */
 export const keys = (options) => defaultNamespace.keys(options);
+/** `Namespace.openWriter` of the default namespace. */
+export const openWriter = (key, options) => defaultNamespace.openWriter(key, options);
+/** `Namespace.openReader` of the default namespace. */
+export const openReader = (key) => defaultNamespace.openReader(key);
+/** `Namespace.info` of the default namespace. */
+export const info = (key) => defaultNamespace.info(key);
 
 /** The names of the workspace's named namespaces that hold keys, lazily paged. */
 export function namespaces() {

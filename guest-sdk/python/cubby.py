@@ -23,12 +23,24 @@ SDK gives (``"quota exceeded: ..."``). A failed call changes nothing.
 Expiry: ``ttl`` arguments are seconds (``int`` or ``float``, rounded up to
 whole milliseconds) or a ``datetime.timedelta``; ``None`` means no expiry.
 
+Files: ``open(key, "wb")`` writes a value of any size as a stream (a file
+object; nothing is visible until it is closed, and an exception inside the
+``with`` block leaves nothing), ``open(key)`` reads one::
+
+    with cubby.open("report.csv", "wb", compress=True) as f:
+        for row in rows:
+            f.write(row)
+    with cubby.open("report.csv") as f:
+        for chunk in f:
+            ...
+
 Works in both worlds of ``wit/`` (``plugin`` and ``command``): add this
 folder to the build with ``componentize-py ... componentize app -p <this folder>``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -38,6 +50,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Typ
 
 from componentize_py_types import Err
 from wit_world.imports import storage as _wit
+from wit_world.imports import streams as _streams
 
 __all__ = [
     "Conflict",
@@ -55,7 +68,10 @@ __all__ = [
     "QuotaExceeded",
     "StorageError",
     "TooManyOperations",
+    "StreamReader",
+    "StreamWriter",
     "Usage",
+    "ValueInfo",
     "ValueTooLarge",
     "clear",
     "delete",
@@ -70,8 +86,10 @@ __all__ = [
     "get_string",
     "increment",
     "keys",
+    "info",
     "limits",
     "namespaces",
+    "open",
     "set",
     "set_json",
     "set_many",
@@ -304,6 +322,145 @@ def _paged(fetch: Callable[[Optional[str]], Any]) -> Iterator[str]:
             return
 
 
+# --- streamed values --------------------------------------------------------
+
+_WRITE_BUFFER = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """What is known of a stored value without reading it."""
+
+    size: int
+    """The value's length in bytes."""
+    stored_size: int
+    """What it takes in storage (what usage and quotas count)."""
+    streamed: bool
+    """Whether it was written as a stream."""
+    compressed: bool
+    """Whether it is stored compressed."""
+    version: int
+    """Its version."""
+    expires_in: Optional[timedelta]
+    """Time left before it expires; ``None`` if it never does."""
+
+
+def _info(i: Any) -> ValueInfo:
+    left = None if i.expires_in_ms is None else timedelta(milliseconds=i.expires_in_ms)
+    return ValueInfo(i.size, i.stored_size, i.streamed, i.compressed, i.version, left)
+
+
+def _drop(handle: Any) -> None:
+    """Lets go of a resource handle at once (a writer's unfinished bytes go with it)."""
+    handle.__exit__(None, None, None)
+
+
+class StreamWriter(io.RawIOBase):
+    """A value being written (``open(key, "wb")``): a writable binary file.
+
+    ``close()`` (or leaving the ``with`` block) publishes the whole value
+    atomically; an exception inside the ``with`` block, or ``discard()``,
+    leaves nothing. ``version`` is the value's version once published."""
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__()
+        self._handle: Any = handle
+        self._buffer = bytearray()
+        self.version: Optional[int] = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        if self._handle is None:
+            raise ValueError("write to a closed stream")
+        data = bytes(b)
+        self._buffer += data
+        if len(self._buffer) >= _WRITE_BUFFER:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        """Hands the gathered bytes to the host (nothing is visible before ``close``)."""
+        if self._handle is not None and self._buffer:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            _call(self._handle.write, data)
+
+    def close(self) -> None:
+        """Publishes the value (once); raises the storage's error if it is refused."""
+        if self._handle is None:
+            return
+        try:
+            self.flush()
+            self.version = _call(self._handle.finish)
+        finally:
+            _drop(self._handle)
+            self._handle = None
+            super().close()
+
+    def discard(self) -> None:
+        """Ends the write without publishing anything."""
+        if self._handle is not None:
+            _drop(self._handle)
+            self._handle = None
+        super().close()
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
+
+
+class StreamReader(io.RawIOBase):
+    """A stored value being read (``open(key)``): a readable binary file,
+    and an iterator over the value's chunks. Reaching the end checks the
+    whole value against its checksum."""
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__()
+        self._handle: Any = handle
+        self._chunk = b""
+        self._at = 0
+        self._done = False
+        self.info: ValueInfo = _info(handle.info())
+
+    def readable(self) -> bool:
+        return True
+
+    def read_chunk(self) -> bytes:
+        """The next bytes of the value (at most the host's chunk size); ``b""`` at the end."""
+        if self._at < len(self._chunk):
+            rest, self._chunk, self._at = self._chunk[self._at :], b"", 0
+            return rest
+        if self._done or self._handle is None:
+            return b""
+        chunk = bytes(_call(self._handle.read, 1 << 62))
+        self._done = not chunk
+        return chunk
+
+    def readinto(self, b: Any) -> int:
+        if self._at == len(self._chunk):
+            self._chunk, self._at = self.read_chunk(), 0
+        n = min(len(b), len(self._chunk) - self._at)
+        b[:n] = self._chunk[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def __iter__(self) -> Iterator[bytes]:  # type: ignore[override]
+        while True:
+            chunk = self.read_chunk()
+            if not chunk:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        if self._handle is not None:
+            _drop(self._handle)
+            self._handle = None
+        super().close()
+
+
 # --- namespaces ---------------------------------------------------------------
 
 
@@ -443,6 +600,37 @@ class Namespace:
         """
         return _paged(lambda cursor: _wit.list_keys(self.name, prefix, cursor, None))
 
+    def open(
+        self,
+        key: str,
+        mode: str = "rb",
+        *,
+        compress: bool = False,
+        ttl: Ttl = None,
+        if_absent: bool = False,
+        if_version: Optional[int] = None,
+    ) -> Any:
+        """A value of any size as a file: ``"rb"`` reads it (``KeyError`` if
+        there is none), ``"wb"`` writes it as a stream, published when the
+        file is closed. ``compress``, ``ttl`` and the conditions apply to
+        writing."""
+        if mode == "rb":
+            handle = _call(_streams.open_reader, self.name, key)
+            if handle is None:
+                raise KeyError(key)
+            return StreamReader(handle)
+        if mode == "wb":
+            options = _streams.StreamOptions(
+                _ttl_ms(ttl), _condition(if_absent, if_version, None), compress
+            )
+            return StreamWriter(_call(_streams.open_writer, self.name, key, options))
+        raise ValueError(f'mode must be "rb" or "wb", not {mode!r}')
+
+    def info(self, key: str) -> Optional[ValueInfo]:
+        """The value's size and metadata without reading it, or ``None``."""
+        found = _call(_streams.info, self.name, key)
+        return None if found is None else _info(found)
+
     def usage(self) -> Usage:
         """Live keys and bytes of this namespace."""
         counts = _call(_wit.usage, self.name)
@@ -510,6 +698,8 @@ set_many = _DEFAULT.set_many
 delete_many = _DEFAULT.delete_many
 clear = _DEFAULT.clear
 keys = _DEFAULT.keys
+open = _DEFAULT.open
+info = _DEFAULT.info
 
 
 def namespaces() -> Iterator[str]:

@@ -57,6 +57,12 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "the `guestbook` example plugin (command-style, standard `wasi:keyvalue@0.2.0-draft2` only)",
     ),
     (
+        "FILES",
+        "files",
+        "files.wasm",
+        "the `files` example plugin (command-style, files of any size as streams)",
+    ),
+    (
         "PROBE",
         "probe",
         "probe.wasm",

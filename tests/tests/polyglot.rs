@@ -342,6 +342,11 @@ ttl: True
 expire none: True None
 renew: True
 delete: True False
+stream info: 1200000 True True True
+stream read: 1200000 00000000
+stream abandoned: False
+stream get: value-too-large | value too large: the limit is 1048576 bytes
+stream delete: True
 clear: 249
 after clear: 0 []
 keys: ['badjson', 'bin', 'cfg', 'greeting', 'word']

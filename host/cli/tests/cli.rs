@@ -1002,7 +1002,54 @@ fn large_values_stream_in_and_out_of_the_command_line(place: &Place) {
     assert!(out.stdout == big, "the imported value differs");
 }
 
+fn the_files_example_streams_files_through_a_small_plugin(place: &Place) {
+    let env = Env::on(place);
+    let file = env.dir.path().join("in.bin");
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let run = |args: &[&str], stdin: Option<&std::path::Path>| {
+        let mut cmd = env.command(
+            &[
+                &[
+                    "run",
+                    guests::FILES,
+                    "-w",
+                    "docs",
+                    "--max-memory",
+                    "4MiB",
+                    "--",
+                ][..],
+                args,
+            ]
+            .concat(),
+        );
+        if let Some(path) = stdin {
+            cmd.stdin(std::fs::File::open(path).unwrap());
+        }
+        cmd.output().unwrap()
+    };
+    ok(run(&["put", "in.bin", "--compress"], Some(&file)));
+    let out = run(&["get", "in.bin"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == data, "the file read back differs");
+    let info = ok(run(&["info", "in.bin"], None));
+    assert!(
+        info.starts_with("in.bin: 5000000 bytes, ") && info.contains("(compressed)"),
+        "{info}"
+    );
+    assert_eq!(ok(run(&["list"], None)), "in.bin\t5000000\n");
+    let out = env.cubby(&["kv", "get", "-w", "docs", "-n", "files", "in.bin"]);
+    assert!(out.stdout == data, "the CLI reads what the plugin wrote");
+    ok(run(&["rm", "in.bin"], None));
+    assert_eq!(ok(run(&["list"], None)), "");
+}
+
 cubby_host::conformance_tests!(
+    reopen the_files_example_streams_files_through_a_small_plugin,
     reopen large_values_stream_in_and_out_of_the_command_line,
     reopen export_and_import_move_a_workspace_between_databases,
     reopen a_stored_quota_binds_later_processes,

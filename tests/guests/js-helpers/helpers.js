@@ -91,6 +91,21 @@ function scenario() {
   out('renew', pyBool(renewed >= 29 && renewed <= 30));
   out('delete', `${pyBool(cubby.delete('t'))} ${pyBool(cubby.delete('t'))}`);
 
+  const file = cubby.openWriter('file', { compress: true });
+  for (let i = 0; i < 300; i++) file.write(String(i).padStart(4, '0').repeat(1000));
+  file.finish();
+  const info = cubby.info('file');
+  out('stream info', `${info.size} ${pyBool(info.streamed)} ${pyBool(info.compressed)} ${pyBool(info.storedSize < 100000)}`);
+  const chunks = [...cubby.openReader('file')];
+  const total = chunks.reduce((n, c) => n + c.length, 0);
+  out('stream read', `${total} ${new TextDecoder().decode(chunks[0].subarray(0, 8))}`);
+  const unfinished = cubby.openWriter('unfinished');
+  unfinished.write(new Uint8Array(100_000));
+  unfinished.abort();
+  out('stream abandoned', pyBool(cubby.exists('unfinished')));
+  failure('stream get', () => cubby.get('file'));
+  out('stream delete', pyBool(cubby.delete('file')));
+
   out('clear', ns.clear());
   out('after clear', `${ns.usage().keys} ${pyList([...cubby.namespaces()])}`);
   out('keys', pyList([...cubby.keys()]));

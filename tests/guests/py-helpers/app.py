@@ -91,6 +91,24 @@ def scenario():
     out("renew", 29 <= renewed <= 30)
     out("delete", f"{cubby.delete('t')} {cubby.delete('t')}")
 
+    with cubby.open("file", "wb", compress=True) as f:
+        for i in range(300):
+            f.write(b"%04d" % i * 1000)
+    info = cubby.info("file")
+    out("stream info", f"{info.size} {info.streamed} {info.compressed} {info.stored_size < 100000}")
+    with cubby.open("file") as f:
+        chunks = list(f)
+    out("stream read", f"{sum(len(c) for c in chunks)} {chunks[0][:8].decode()}")
+    try:
+        with cubby.open("unfinished", "wb") as f:
+            f.write(b"x" * 100_000)
+            raise RuntimeError("stop")
+    except RuntimeError:
+        pass
+    out("stream abandoned", cubby.exists("unfinished"))
+    failure("stream get", lambda: cubby.get("file"))
+    out("stream delete", cubby.delete("file"))
+
     out("clear", ns.clear())
     out("after clear", f"{ns.usage().keys} {list(cubby.namespaces())}")
     out("keys", list(cubby.keys()))
