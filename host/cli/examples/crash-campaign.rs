@@ -52,6 +52,7 @@ fn main() -> Result<ExitCode> {
         runs,
         max_life: Duration::from_millis(life),
         seed,
+        streams_every: 4,
     };
     let started = Instant::now();
     let report = campaign.run(|r| {

@@ -202,6 +202,7 @@ fn kill_campaign(db: String) {
         runs: 20,
         max_life: Duration::from_millis(800),
         seed: 21,
+        streams_every: 4,
     };
     let report = campaign.run(|_| {});
     eprintln!("{report:?}");

@@ -14,6 +14,13 @@
 //!   ahead of the keys written (each increment follows its key);
 //! - the workspace's usage equals a recount of its entries.
 //!
+//! Every `streams_every`-th run writes streamed values instead (`writer
+//! stream`: rounds of one key, each a value of one repeated byte, 600 KB in
+//! three chunks): the key then holds the last acknowledged round whole (or
+//! the one after it, published before its acknowledgement was printed),
+//! never a mix, and usage equals a recount. (The write the kill cut off is
+//! left for the sweeper, which `engine/tests/streams.rs` shows taking it.)
+//!
 //! Shared by the CI test (`tests/faults.rs`, a few runs per backend) and
 //! the `crash-campaign` example, which `tests/crash/campaign` runs for
 //! a thousand.
@@ -46,7 +53,12 @@ pub struct Campaign {
     pub max_life: Duration,
     /// The seed of the kill times.
     pub seed: u64,
+    /// Every this many runs, one writes streamed values (0: none).
+    pub streams_every: u32,
 }
+
+/// The size of the streamed values of a streaming run.
+const STREAM_SIZE: u64 = 600_000;
 
 /// What a campaign found.
 #[derive(Debug, Default)]
@@ -65,6 +77,17 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
+impl Report {
+    /// Counts a broken promise of workspace `ws`, and describes the first
+    /// few.
+    fn problem(&mut self, ws: &str, what: &str) {
+        self.broken += 1;
+        if self.problems.len() < 20 {
+            self.problems.push(format!("{ws}: {what}"));
+        }
+    }
+}
+
 impl Campaign {
     /// Runs the campaign; `progress` is called after each run.
     pub fn run(&self, mut progress: impl FnMut(&Report)) -> Report {
@@ -77,10 +100,14 @@ impl Campaign {
         for run in 0..self.runs {
             let ws = format!("crash-{run}");
             let life = self.max_life.mul_f64(rng.f64());
-            let acked = self.killed_run(&ws, life);
+            let streaming = self.streams_every > 0 && run % self.streams_every == 0;
+            let acked = self.killed_run(&ws, life, streaming);
             report.runs += 1;
-            report.silent_runs += u32::from(acked.keys.is_empty() && acked.n.is_none());
-            report.acknowledged += acked.keys.len() as u64 + acked.n.unwrap_or(0) as u64;
+            let acks = acked.keys.len() as u64 + acked.n.unwrap_or(0) as u64;
+            let acks = acks + acked.stream.map_or(0, |r| r + 1);
+            report.silent_runs += u32::from(acks == 0);
+            report.acknowledged += acks;
+            let check = if streaming { check_stream } else { check };
             match &shared {
                 Some(storage) => check(storage, &ws, &acked, &mut report),
                 None => check(&self.open(), &ws, &acked, &mut report),
@@ -101,10 +128,13 @@ impl Campaign {
 
     /// Starts the plugin in workspace `ws`, kills it after `life`, and
     /// returns what it acknowledged.
-    fn killed_run(&self, ws: &str, life: Duration) -> Acked {
+    fn killed_run(&self, ws: &str, life: Duration, streaming: bool) -> Acked {
+        let stream_args = ["--", "stream", &STREAM_SIZE.to_string()].map(String::from);
+        let args: &[String] = if streaming { &stream_args } else { &[] };
         let mut child = Command::new(&self.cubby)
             .args(["--db", &self.db, "run", "-w", ws])
             .arg(&self.plugin)
+            .args(args)
             .env("CUBBY_CACHE_DIR", &self.cache_dir)
             .env_remove("CUBBY_DB")
             .stdout(Stdio::piped())
@@ -137,6 +167,8 @@ struct Acked {
     keys: Vec<String>,
     /// The last counter value printed.
     n: Option<i64>,
+    /// The last streamed round printed.
+    stream: Option<u64>,
 }
 
 /// The acknowledgements, up to the kill: whole lines only (a line cut by
@@ -156,18 +188,15 @@ fn read_acks(mut out: impl BufRead) -> Acked {
             acked.keys.push(key.to_owned());
         } else if let Some(n) = line.strip_prefix("n ").and_then(|n| n.parse().ok()) {
             acked.n = Some(n);
+        } else if let Some(r) = line.strip_prefix("stream ").and_then(|r| r.parse().ok()) {
+            acked.stream = Some(r);
         }
     }
 }
 
 /// Checks one run's workspace against what it acknowledged.
 fn check(storage: &Storage, ws: &str, acked: &Acked, report: &mut Report) {
-    let mut problem = |what: String| {
-        report.broken += 1;
-        if report.problems.len() < 20 {
-            report.problems.push(format!("{ws}: {what}"));
-        }
-    };
+    let mut problem = |what: String| report.problem(ws, &what);
     let workspace = storage
         .workspace(ws)
         .unwrap_or_else(|e| panic!("workspace {ws}: {e:?}"));
@@ -211,4 +240,57 @@ fn check(storage: &Storage, ws: &str, acked: &Acked, report: &mut Report) {
         problem(format!("usage is not a recount: {a:?}"));
     }
     report.lost += lost;
+}
+
+/// Checks a streaming run's workspace: the key holds a whole round at
+/// least as recent as the last acknowledged one, and usage is a recount.
+fn check_stream(storage: &Storage, ws: &str, acked: &Acked, report: &mut Report) {
+    let mut problem = |what: String| report.problem(ws, &what);
+    let workspace = storage
+        .workspace(ws)
+        .unwrap_or_else(|e| panic!("workspace {ws}: {e:?}"));
+    let value = match workspace.read_stream("s") {
+        Ok(Some(mut reader)) => {
+            let mut value = Vec::new();
+            match std::io::Read::read_to_end(&mut reader, &mut value) {
+                Ok(_) => Some(value),
+                Err(e) => {
+                    problem(format!("the value does not read back: {e}"));
+                    return;
+                }
+            }
+        }
+        Ok(None) => None,
+        Err(e) => panic!("reading {ws}/s: {e:?}"),
+    };
+    match (&value, acked.stream) {
+        (None, None) => {}
+        (None, Some(r)) => {
+            report.lost += 1;
+            problem(format!("acknowledged round {r} is missing"));
+        }
+        (Some(v), last) => {
+            let round = v.first().copied().unwrap_or(0);
+            let whole = v.len() as u64 == STREAM_SIZE && v.iter().all(|b| *b == round);
+            let recent = last.is_none_or(|r| {
+                let r = (r % 251) as u8;
+                round == r || round == ((r as u16 + 1) % 251) as u8
+            });
+            if !whole {
+                problem(format!(
+                    "the value is not one round whole ({} bytes)",
+                    v.len()
+                ));
+            } else if !recent {
+                report.lost += 1;
+                problem(format!(
+                    "holds round byte {round}, behind acknowledged {last:?}"
+                ));
+            }
+        }
+    }
+    let a = audit(storage, ws);
+    if a.stored_usage != a.recounted || a.stored_usage != a.stored_namespace_usage {
+        problem(format!("usage is not a recount: {a:?}"));
+    }
 }

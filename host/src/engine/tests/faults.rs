@@ -1,6 +1,6 @@
 //! redb under injected I/O faults (`testing::FaultyDisk`): for each fault
 //! point of a write storm (sets, increments, transactions, batches, an
-//! import, removing a workspace, a sweep), the faulted operation fails with a
+//! import, a streamed value, removing a workspace, a sweep), the faulted operation fails with a
 //! typed error naming the I/O failure, the host reopens the database by
 //! itself and goes on, and a plain reopen afterwards finds every
 //! acknowledged write, the faulted one whole or not at all, and usage equal
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::StorageError;
-use crate::ops::{Op, WriteOptions};
+use crate::ops::{Op, StreamOptions, WriteOptions};
 use crate::testing::{Fault, FaultyDisk, assert_usage_is_exact, contents};
 use crate::transfer::{ImportMode, TransferError};
 
@@ -55,6 +55,8 @@ enum Step {
     Set(u32),
     /// A value big enough to grow the file.
     Large,
+    /// A value written as a stream (three chunks).
+    Stream,
     Increment,
     Transaction(u32),
     Batch(u32),
@@ -71,6 +73,7 @@ const STORM: &[Step] = &[
     Step::Batch(1),
     Step::Increment,
     Step::Import,
+    Step::Stream,
     Step::Large,
     Step::Set(3),
     Step::RemoveWorkspace,
@@ -92,6 +95,11 @@ fn run(
     match step {
         Step::Set(i) => w.set(&format!("k{i}"), vec![i as u8; 300]).map(drop),
         Step::Large => w.set("large", vec![b'L'; 900_000]).map(drop),
+        Step::Stream => {
+            let mut writer = w.write_stream("streamed", StreamOptions::default())?;
+            writer.write_bytes(&vec![b'S'; 600_000])?;
+            writer.finish().map(drop)
+        }
         Step::Increment => w.increment("n", 1, None).map(drop),
         Step::Transaction(i) => w
             .transact(vec![
@@ -134,6 +142,9 @@ fn expect(state: &State, step: Step, imported: &State) -> State {
         }
         Step::Large => {
             s.insert(w("", "large"), vec![b'L'; 900_000]);
+        }
+        Step::Stream => {
+            s.insert(w("", "streamed"), vec![b'S'; 600_000]);
         }
         Step::Increment => {
             let n = counter(&s) + 1;

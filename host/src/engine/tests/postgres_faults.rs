@@ -19,8 +19,10 @@ use std::thread::JoinHandle;
 
 use super::*;
 use crate::StorageError;
+use crate::engine::blob::CHUNK_BYTES;
 use crate::engine::error::cause_chain;
-use crate::testing::{assert_usage_is_exact, query_i64s, sql};
+use crate::ops::StreamOptions;
+use crate::testing::{assert_usage_is_exact, audit, query_i64s, sql};
 
 /// The place, unless it is a Citus coordinator (for the tests that need
 /// triggers).
@@ -68,31 +70,43 @@ fn counter(storage: &Storage, ws: &str) -> i64 {
     value.map_or(0, |v| String::from_utf8(v).unwrap().parse().unwrap())
 }
 
-/// Makes every write of an entry sleep for `seconds`: before the row is
-/// written (in the middle of the transaction's statements), or at the
-/// commit (a deferred constraint trigger).
-fn slow_entry_writes(place: &Place, seconds: f64, at_commit: bool) {
+/// Makes every write of a row of `table` sleep for `seconds`: before the
+/// row is written (in the middle of the transaction's statements), or at
+/// the commit (a deferred constraint trigger).
+fn slow_writes(place: &Place, table: &str, seconds: f64, at_commit: bool) {
     let trigger = if at_commit {
-        "CREATE CONSTRAINT TRIGGER slow_entries AFTER INSERT OR UPDATE ON cubby_entries \
-         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_entry()"
+        format!(
+            "CREATE CONSTRAINT TRIGGER slow_rows AFTER INSERT OR UPDATE ON {table} \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_row()"
+        )
     } else {
-        "CREATE TRIGGER slow_entries BEFORE INSERT OR UPDATE ON cubby_entries \
-         FOR EACH ROW EXECUTE FUNCTION slow_entry()"
+        format!(
+            "CREATE TRIGGER slow_rows BEFORE INSERT OR UPDATE ON {table} \
+             FOR EACH ROW EXECUTE FUNCTION slow_row()"
+        )
     };
     sql(
         &place.db_arg(),
         &format!(
-            "CREATE OR REPLACE FUNCTION slow_entry() RETURNS trigger LANGUAGE plpgsql AS \
+            "CREATE OR REPLACE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$; {trigger}"
         ),
     );
 }
 
-fn fast_entry_writes(place: &Place) {
+fn slow_entry_writes(place: &Place, seconds: f64, at_commit: bool) {
+    slow_writes(place, "cubby_entries", seconds, at_commit);
+}
+
+fn fast_writes(place: &Place, table: &str) {
     sql(
         &place.db_arg(),
-        "DROP TRIGGER IF EXISTS slow_entries ON cubby_entries",
+        &format!("DROP TRIGGER IF EXISTS slow_rows ON {table}"),
     );
+}
+
+fn fast_entry_writes(place: &Place) {
+    fast_writes(place, "cubby_entries");
 }
 
 /// Sessions the server ended while idle in the pool are replaced: the next
@@ -164,6 +178,75 @@ fn a_session_ended_in_the_middle_of_a_write_or_at_its_commit_leaves_it_whole_or_
         assert_usage_is_exact(&storage, "mid");
         assert_eq!(ws.increment("n", 1, None).unwrap(), after + 1);
     }
+}
+
+/// A streamed write under the same faults: a session ended while a chunk
+/// is written is retried on a fresh connection and the stream goes on; a
+/// session ended at the commit of the finish fails it as
+/// [`StorageError::Unavailable`], the value there whole or not at all, and
+/// once the writer is gone no chunk is left that no entry holds.
+#[test]
+fn a_session_ended_during_a_streamed_write_leaves_the_value_whole_or_absent() {
+    let Some(place) = plain_postgres() else {
+        return;
+    };
+    let app = "cubby-fault-stream";
+    let storage =
+        Storage::connect(&named(&place.db_arg(), app), StorageOptions::default()).unwrap();
+    let ws = storage.workspace("streams").unwrap();
+    let value: Vec<u8> = (0..2 * CHUNK_BYTES + 777)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let ns = ws.default_space().clone();
+
+    // In the middle of a chunk: retried, the write goes on.
+    let mut writer = ns.write_stream("mid", StreamOptions::default()).unwrap();
+    writer.write_all(&value[..CHUNK_BYTES]).unwrap();
+    slow_writes(&place, "cubby_chunks", 1.0, false);
+    let put = std::thread::spawn(move || writer.write_all(&value[CHUNK_BYTES..]).map(|()| writer));
+    terminate_when_sleeping(&place, app);
+    let writer = put.join().unwrap().unwrap();
+    fast_writes(&place, "cubby_chunks");
+    writer.finish().unwrap();
+    let expected: Vec<u8> = (0..2 * CHUNK_BYTES + 777)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let mut back = Vec::new();
+    ns.read_stream("mid")
+        .unwrap()
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert!(back == expected, "the value read back differs");
+
+    // At the finish's commit: unknown to the host, whole or absent.
+    let mut writer = ns
+        .write_stream("at-commit", StreamOptions::default())
+        .unwrap();
+    writer.write_all(&expected).unwrap();
+    slow_entry_writes(&place, 1.0, true);
+    let finish = std::thread::spawn(move || writer.finish());
+    terminate_when_sleeping(&place, app);
+    let err = finish.join().unwrap().unwrap_err();
+    fast_entry_writes(&place);
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+    match ns.read_stream("at-commit").unwrap() {
+        Some(mut reader) => {
+            let mut back = Vec::new();
+            reader.read_to_end(&mut back).unwrap();
+            assert!(back == expected, "a streamed value not whole");
+        }
+        None => assert_eq!(ns.get("at-commit").unwrap(), None),
+    }
+    assert_usage_is_exact(&storage, "streams");
+    let a = audit(&storage, "streams");
+    assert_eq!(a.loose_blobs, 0, "a write in progress left behind: {a:?}");
+    let held = if ns.exists("at-commit").unwrap() {
+        2
+    } else {
+        1
+    };
+    assert_eq!(a.chunk_rows, held * 3, "chunks no entry holds: {a:?}");
 }
 
 /// A statement that runs past the statement timeout in the middle of a
