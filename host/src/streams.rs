@@ -176,9 +176,19 @@ macro_rules! streams_host {
                 }
 
                 $($async)? fn drop(&mut self, writer: Resource<Writer>) -> wasmtime::Result<()> {
-                    // `Writer`'s own drop removes an unfinished write off
-                    // this thread.
-                    self.table.delete(writer)?;
+                    // An unfinished write is gone before the plugin goes on
+                    // (removed off the executor's thread in the async
+                    // flavour, like every storage call).
+                    let engine = lock(&self.table.delete(writer)?.0).take();
+                    if let Some(engine) = engine {
+                        let removed = call!(move || {
+                            drop(engine);
+                            Ok(())
+                        });
+                        if let Err(e) = removed {
+                            tracing::warn!(error = %e, "removing an unfinished stream write");
+                        }
+                    }
                     Ok(())
                 }
             }

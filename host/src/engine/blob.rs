@@ -6,7 +6,8 @@
 //! compressed on its own when the value is), stored under the workspace and
 //! a blob id that the backend hands out and never hands out again. The entry
 //! holds a [`BlobRef`]: the id, the logical size, what the chunks take, their
-//! number, whether they are compressed, and the SHA-256 of the logical bytes.
+//! number, whether they are compressed, and the XXH3-128 checksum of the
+//! logical bytes.
 //!
 //! Chunks of a blob that no entry holds are *loose*: a write in progress
 //! (until [`STREAM_IDLE`] after its last chunk, when the sweeper takes it for
@@ -16,12 +17,16 @@
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use twox_hash::XxHash3_128;
 
 use super::StorageError;
 
-/// The logical bytes of one chunk (the last may be shorter).
-pub(crate) const CHUNK_BYTES: usize = 256 * 1024;
+/// The logical bytes of one chunk (the last may be shorter): 512 bytes
+/// short of 256 KiB, so that a chunk with its key and redb's leaf header
+/// (at most about 160 bytes) fits a 256 KiB page. redb gives a page of a
+/// power-of-two size, so a chunk of a whole 256 KiB would take a 512 KiB
+/// page and write twice its size.
+pub(crate) const CHUNK_BYTES: usize = 256 * 1024 - 512;
 
 /// How long a write in progress may go without a chunk before the sweeper
 /// removes it as abandoned (its process died, or it was never finished).
@@ -75,16 +80,27 @@ pub(crate) struct BlobRef {
     pub chunks: u32,
     /// Whether each chunk is zstd-compressed.
     pub compressed: bool,
-    /// SHA-256 of the logical bytes.
-    pub sha256: [u8; 32],
+    /// XXH3-128 of the logical bytes ([`Checksum`]).
+    pub checksum: u128,
+}
+
+/// The checksum of a streamed value, computed as its bytes pass: XXH3-128.
+/// It finds damaged or mixed-up chunks at many gigabytes a second; it is no
+/// defence against someone who crafts collisions on purpose, which only a
+/// plugin could do, and only to its own workspace's values.
+pub(crate) type Checksum = XxHash3_128;
+
+/// The checksum of a whole value.
+pub(crate) fn checksum_of(value: &[u8]) -> u128 {
+    XxHash3_128::oneshot(value)
 }
 
 /// The encoded length of a [`BlobRef`].
-pub(crate) const BLOB_REF_BYTES: usize = 8 + 8 + 8 + 4 + 1 + 32;
+pub(crate) const BLOB_REF_BYTES: usize = 8 + 8 + 8 + 4 + 1 + 16;
 
 impl BlobRef {
     /// Fixed-size little-endian encoding: id, size, stored, chunks,
-    /// compressed (0 or 1), SHA-256.
+    /// compressed (0 or 1), checksum.
     pub fn encode(&self) -> [u8; BLOB_REF_BYTES] {
         let mut out = [0u8; BLOB_REF_BYTES];
         out[0..8].copy_from_slice(&self.id.to_le_bytes());
@@ -92,7 +108,7 @@ impl BlobRef {
         out[16..24].copy_from_slice(&self.stored.to_le_bytes());
         out[24..28].copy_from_slice(&self.chunks.to_le_bytes());
         out[28] = u8::from(self.compressed);
-        out[29..61].copy_from_slice(&self.sha256);
+        out[29..45].copy_from_slice(&self.checksum.to_le_bytes());
         out
     }
 
@@ -109,22 +125,22 @@ impl BlobRef {
         };
         let mut chunks = [0u8; 4];
         chunks.copy_from_slice(&bytes[24..28]);
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(&bytes[29..61]);
+        let mut checksum = [0u8; 16];
+        checksum.copy_from_slice(&bytes[29..45]);
         Ok(Self {
             id: u64_at(0),
             size: u64_at(8),
             stored: u64_at(16),
             chunks: u32::from_le_bytes(chunks),
             compressed: bytes[28] == 1,
-            sha256,
+            checksum: u128::from_le_bytes(checksum),
         })
     }
 
     /// Whether `value` is this blob's value (same length and checksum),
     /// for [`Condition::ValueEquals`](crate::ops::Condition::ValueEquals).
     pub fn holds(&self, value: &[u8]) -> bool {
-        value.len() as u64 == self.size && Sha256::digest(value).as_slice() == self.sha256
+        value.len() as u64 == self.size && checksum_of(value) == self.checksum
     }
 }
 
@@ -146,12 +162,12 @@ pub(crate) fn too_many_writers(max_open: u32) -> StorageError {
 }
 
 /// A chunk as stored: `logical` bytes, compressed when `compress`.
-pub(crate) fn pack(logical: &[u8], compress: bool) -> Result<Vec<u8>, StorageError> {
+pub(crate) fn pack(logical: Vec<u8>, compress: bool) -> Result<Vec<u8>, StorageError> {
     if compress {
-        zstd::bulk::compress(logical, ZSTD_LEVEL)
+        zstd::bulk::compress(&logical, ZSTD_LEVEL)
             .map_err(|e| StorageError::internal(&format!("compressing a chunk: {e}")))
     } else {
-        Ok(logical.to_vec())
+        Ok(logical)
     }
 }
 
@@ -178,21 +194,24 @@ mod tests {
             stored: 99,
             chunks: 1,
             compressed: true,
-            sha256: Sha256::digest(value).into(),
+            checksum: checksum_of(value),
         };
         assert_eq!(BlobRef::decode(&blob.encode()).unwrap(), blob);
         assert!(blob.holds(value));
         assert!(!blob.holds(b"hello, chunkz"));
-        assert!(BlobRef::decode(&blob.encode()[..60]).is_err());
+        assert!(BlobRef::decode(&blob.encode()[..44]).is_err());
     }
 
     #[test]
     fn chunks_pack_and_unpack() {
         let logical = vec![b'a'; CHUNK_BYTES];
-        let packed = pack(&logical, true).unwrap();
+        let packed = pack(logical.clone(), true).unwrap();
         assert!(packed.len() < 1000);
         assert_eq!(unpack(packed, true).unwrap(), logical);
-        assert_eq!(unpack(pack(b"raw", false).unwrap(), false).unwrap(), b"raw");
+        assert_eq!(
+            unpack(pack(b"raw".to_vec(), false).unwrap(), false).unwrap(),
+            b"raw"
+        );
         assert!(unpack(b"not zstd".to_vec(), true).is_err());
     }
 }

@@ -2,14 +2,15 @@
 //! [`StreamReader`], from [`Namespace::write_stream`] and
 //! [`Namespace::read_stream`]. How the bytes are kept is in `blob.rs`.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::backend::{BlobPut, ChunkPut, QuotaRule, Row, WriteRequest};
-use super::blob::{BlobRef, CHUNK_BYTES, STREAM_IDLE, pack, unpack};
+use super::blob::{BlobRef, CHUNK_BYTES, Checksum, STREAM_IDLE, pack, unpack};
 use super::{Condition, Namespace, Outcome, Storage, StorageError, rules};
 
 /// How [`Namespace::write_stream`] writes.
@@ -91,14 +92,20 @@ impl ValueInfo {
 }
 
 /// A value being written as a stream ([`Namespace::write_stream`]): bytes
-/// go to storage a chunk at a time (memory stays at one chunk, 256 KiB,
+/// go to storage a chunk at a time (memory stays at two chunks of about 256 KiB,
 /// however large the value), and nothing is visible until
 /// [`finish`](Self::finish) publishes the whole value atomically.
 ///
+/// A full chunk is checksummed, compressed and stored on a helper thread
+/// while the writer takes the next one, so an error storing a chunk (the
+/// quota, the storage) is returned by the next write that fills a chunk,
+/// by `std::io::Write::flush` (which waits for it), or by `finish`.
+///
 /// Dropped without `finish` (or after any error), the writer removes what
 /// it wrote. `std::io::Write` is implemented too (a storage error becomes an
-/// `io::Error` of kind `Other` wrapping the [`StorageError`]); `flush` does
-/// nothing, since nothing is visible before `finish`.
+/// `io::Error` of kind `Other` wrapping the [`StorageError`]); its `flush`
+/// waits until every full chunk is stored (a partial one stays buffered;
+/// nothing is visible before `finish` either way).
 ///
 /// ```
 /// use cubby_host::{Storage, StorageOptions};
@@ -126,9 +133,27 @@ pub struct StreamWriter {
     buffer: Vec<u8>,
     chunks: u32,
     size: u64,
-    stored: u64,
-    hash: Sha256,
+    /// The checksum and stored size of the chunks stored so far, kept by
+    /// the chunk work (which runs in order).
+    stored: Arc<Mutex<Stored>>,
+    /// The chunks being stored, oldest first.
+    in_flight: VecDeque<Helper<()>>,
+    /// Where chunks are stored, once there is a first.
+    worker: Option<Worker>,
     state: State,
+}
+
+/// How many full chunks a writer may have waiting to be stored.
+const IN_FLIGHT: usize = 2;
+
+/// How many chunks a reader fetches ahead of the one it returns.
+const READ_AHEAD: usize = 2;
+
+/// What the stored chunks of a write add up to.
+#[derive(Default)]
+struct Stored {
+    hash: Checksum,
+    bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,8 +209,9 @@ impl StreamWriter {
             buffer: Vec::with_capacity(CHUNK_BYTES),
             chunks: 0,
             size: 0,
-            stored: 0,
-            hash: Sha256::new(),
+            stored: Arc::default(),
+            in_flight: VecDeque::new(),
+            worker: None,
             state: State::Writing,
         })
     }
@@ -207,7 +233,6 @@ impl StreamWriter {
             });
         }
         self.size = size;
-        self.hash.update(bytes);
         while !bytes.is_empty() {
             let take = (CHUNK_BYTES - self.buffer.len()).min(bytes.len());
             self.buffer.extend_from_slice(&bytes[..take]);
@@ -229,13 +254,22 @@ impl StreamWriter {
         if !self.buffer.is_empty() {
             self.flush_chunk()?;
         }
+        self.settle(0)?;
+        let totals = self
+            .stored
+            .lock()
+            .map(|s| (s.bytes, s.hash.finish_128()))
+            .ok();
+        let Some((stored, checksum)) = totals else {
+            return self.fail(StorageError::internal("a stream's chunk work failed"));
+        };
         let blob = BlobRef {
             id: self.blob,
             size: self.size,
-            stored: self.stored,
+            stored,
             chunks: self.chunks,
             compressed: self.options.compress,
-            sha256: self.hash.clone().finalize().into(),
+            checksum,
         };
         let storage = self.target.storage();
         let request = WriteRequest {
@@ -282,28 +316,59 @@ impl StreamWriter {
         }
     }
 
+    /// Hands the full buffer to a helper thread that checksums, packs and
+    /// stores it after the chunks before it, once fewer than [`IN_FLIGHT`]
+    /// are waiting.
     fn flush_chunk(&mut self) -> Result<(), StorageError> {
-        let data = match pack(&self.buffer, self.options.compress) {
-            Ok(data) => data,
-            Err(e) => return self.fail(e),
+        self.settle(IN_FLIGHT - 1)?;
+        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+        let storage = self.target.storage().clone();
+        let workspace: Arc<str> = Arc::from(self.target.workspace_id());
+        let (blob, index, quota) = (self.blob, self.chunks, self.quota);
+        let compress = self.options.compress;
+        let stored = Arc::clone(&self.stored);
+        let store = move || -> Result<(), StorageError> {
+            let mut stored = stored
+                .lock()
+                .map_err(|_| StorageError::internal("a stream's chunk work failed"))?;
+            let mut hash = stored.hash.clone();
+            hash.write(&data);
+            let data = pack(data, compress)?;
+            let stored_after = stored.bytes + data.len() as u64;
+            let put = ChunkPut {
+                workspace,
+                blob,
+                index,
+                data,
+                stored_after,
+                idle_until_ms: idle_until(&storage),
+                quota,
+            };
+            storage.backend().put_chunk(put)?;
+            *stored = Stored {
+                hash,
+                bytes: stored_after,
+            };
+            Ok(())
         };
-        let storage = self.target.storage();
-        let len = data.len() as u64;
-        let put = ChunkPut {
-            workspace: Arc::from(self.target.workspace_id()),
-            blob: self.blob,
-            index: self.chunks,
-            data,
-            stored_after: self.stored + len,
-            idle_until_ms: idle_until(storage),
-            quota: self.quota,
-        };
-        if let Err(e) = storage.backend().put_chunk(put) {
-            return self.fail(e);
-        }
-        self.buffer.clear();
         self.chunks += 1;
-        self.stored += len;
+        if self.worker.is_none() {
+            self.worker = Worker::start();
+        }
+        self.in_flight
+            .push_back(Helper::start(self.worker.as_ref(), store));
+        Ok(())
+    }
+
+    /// Waits until at most `left` chunks are waiting to be stored.
+    fn settle(&mut self, left: usize) -> Result<(), StorageError> {
+        while self.in_flight.len() > left {
+            if let Some(helper) = self.in_flight.pop_front()
+                && let Err(e) = helper.join()
+            {
+                return self.fail(e);
+            }
+        }
         Ok(())
     }
 
@@ -318,6 +383,11 @@ impl StreamWriter {
 
     fn discard(&mut self) {
         self.buffer = Vec::new();
+        // A chunk stored after the removal would be refused anyway (its
+        // write is gone); waiting keeps the removal last.
+        for helper in std::mem::take(&mut self.in_flight) {
+            let _ = helper.join();
+        }
         let storage = self.target.storage();
         if let Err(e) = storage
             .backend()
@@ -344,7 +414,89 @@ impl io::Write for StreamWriter {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.writing().map_err(io::Error::other)?;
+        self.settle(0).map_err(io::Error::other)
+    }
+}
+
+/// The most helper threads streams keep at once in this process; a stream
+/// that finds none free does its chunk work on the caller's thread.
+const MAX_WORKERS: usize = 64;
+
+/// Helper threads alive.
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Work for a stream's [`Worker`].
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A stream's helper thread: it runs the stream's chunk work in order
+/// (storing a chunk, or fetching the next), so that the work overlaps
+/// with what the caller does meanwhile. Started at the first chunk, so a
+/// small value never starts one; it ends when its stream is dropped.
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Worker {
+    /// A new helper thread, unless [`MAX_WORKERS`] are running or no thread
+    /// can be started.
+    fn start() -> Option<Self> {
+        if WORKERS.fetch_add(1, Ordering::Relaxed) >= MAX_WORKERS {
+            WORKERS.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let started = std::thread::Builder::new()
+            .name("cubby-stream".into())
+            .spawn(move || {
+                for job in queue {
+                    job();
+                }
+                WORKERS.fetch_sub(1, Ordering::Relaxed);
+            });
+        match started {
+            Ok(_) => Some(Self { jobs }),
+            Err(e) => {
+                WORKERS.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "no helper thread for a stream; working inline");
+                None
+            }
+        }
+    }
+}
+
+/// Chunk work handed to a stream's worker (or, without one, done already).
+struct Helper<T>(mpsc::Receiver<Result<T, StorageError>>);
+
+impl<T: Send + 'static> Helper<T> {
+    /// Runs `work` on `worker`, after the work handed to it before; on this
+    /// thread, before returning, if there is no worker.
+    fn start(
+        worker: Option<&Worker>,
+        work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+    ) -> Self {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            // The stream may be gone, and nobody waiting.
+            let _ = answer.send(work());
+        });
+        match worker {
+            Some(worker) => {
+                if let Err(mpsc::SendError(job)) = worker.jobs.send(job) {
+                    job();
+                }
+            }
+            None => job(),
+        }
+        Self(answered)
+    }
+
+    /// Its answer, once it is done; a helper that ended without one
+    /// (it panicked) is an internal error.
+    fn join(self) -> Result<T, StorageError> {
+        self.0
+            .recv()
+            .unwrap_or_else(|_| Err(StorageError::internal("a stream helper thread failed")))
     }
 }
 
@@ -359,7 +511,8 @@ fn idle_until(storage: &Storage) -> u64 {
 /// time: the value as it was when the reader was opened, even if it is
 /// replaced or deleted meanwhile (for 10 minutes; a reader slower than that
 /// may fail, never return a mix). Reaching the end checks the value's
-/// SHA-256. Implements `std::io::Read`.
+/// checksum. Implements `std::io::Read`. While the caller takes one chunk,
+/// the next is fetched, unpacked and checksummed on a helper thread.
 pub struct StreamReader {
     source: Source,
     info: ValueInfo,
@@ -368,7 +521,17 @@ pub struct StreamReader {
     at: usize,
     /// The next chunk to fetch.
     next: u32,
-    hash: Sha256,
+    /// The checksum of the chunks fetched so far, kept by the fetches
+    /// (which run in order).
+    hash: Arc<Mutex<Checksum>>,
+    /// Chunks being fetched, from `next` on.
+    ahead: VecDeque<Helper<Vec<u8>>>,
+    /// The next chunk to ask for.
+    requested: u32,
+    /// Where chunks are fetched ahead, once there is a second.
+    worker: Option<Worker>,
+    /// Whether to fetch ahead (not for a value read whole at once).
+    read_ahead: bool,
     /// Bytes returned so far.
     read: u64,
     checked: bool,
@@ -413,7 +576,11 @@ impl StreamReader {
             chunk,
             at: 0,
             next: 0,
-            hash: Sha256::new(),
+            hash: Arc::default(),
+            ahead: VecDeque::new(),
+            requested: 0,
+            worker: None,
+            read_ahead: true,
             read: 0,
             checked: false,
         }
@@ -434,8 +601,13 @@ impl StreamReader {
             return Ok(Vec::new());
         }
         let take = max.min(self.chunk.len() - self.at);
-        let out = self.chunk[self.at..self.at + take].to_vec();
-        self.at += take;
+        let out = if self.at == 0 && take == self.chunk.len() {
+            std::mem::take(&mut self.chunk)
+        } else {
+            let out = self.chunk[self.at..self.at + take].to_vec();
+            self.at += take;
+            out
+        };
         self.read += take as u64;
         Ok(out)
     }
@@ -453,17 +625,23 @@ impl StreamReader {
         if self.next >= blob.chunks {
             return Ok(false);
         }
-        let stored = storage
-            .backend()
-            .read_chunk(workspace, blob.id, self.next)?
-            .ok_or_else(|| {
-                StorageError::InvalidArgument(
-                    "the value was replaced or removed longer ago than a reader may take".into(),
-                )
-            })?;
-        let chunk = unpack(stored, blob.compressed)?;
-        self.hash.update(&chunk);
-        self.chunk = chunk;
+        let ahead = if self.read_ahead { READ_AHEAD } else { 0 };
+        while self.requested < blob.chunks && self.ahead.len() <= ahead {
+            if self.read_ahead && self.worker.is_none() && blob.chunks > 1 {
+                self.worker = Worker::start();
+            }
+            let (storage, workspace, blob) = (storage.clone(), Arc::clone(workspace), *blob);
+            let (index, hash) = (self.requested, Arc::clone(&self.hash));
+            self.ahead
+                .push_back(Helper::start(self.worker.as_ref(), move || {
+                    fetch_chunk(&storage, &workspace, &blob, index, &hash)
+                }));
+            self.requested += 1;
+        }
+        let Some(next) = self.ahead.pop_front() else {
+            return Ok(false);
+        };
+        self.chunk = next.join()?;
         self.at = 0;
         self.next += 1;
         Ok(true)
@@ -476,7 +654,8 @@ impl StreamReader {
         }
         self.checked = true;
         if let Source::Blob { blob, .. } = &self.source
-            && (self.read != blob.size || self.hash.clone().finalize().as_slice() != blob.sha256)
+            && (self.read != blob.size
+                || self.hash.lock().map(|h| h.finish_128()).ok() != Some(blob.checksum))
         {
             return Err(StorageError::Corrupt(format!(
                 "a streamed value read back as {} bytes that do not match its checksum",
@@ -495,6 +674,29 @@ impl io::Read for StreamReader {
     }
 }
 
+/// Chunk `index` of `blob`, unpacked, and `hash` with its bytes added.
+fn fetch_chunk(
+    storage: &Storage,
+    workspace: &str,
+    blob: &BlobRef,
+    index: u32,
+    hash: &Mutex<Checksum>,
+) -> Result<Vec<u8>, StorageError> {
+    let stored = storage
+        .backend()
+        .read_chunk(workspace, blob.id, index)?
+        .ok_or_else(|| {
+            StorageError::InvalidArgument(
+                "the value was replaced or removed longer ago than a reader may take".into(),
+            )
+        })?;
+    let chunk = unpack(stored, blob.compressed)?;
+    hash.lock()
+        .map_err(|_| StorageError::internal("a stream's chunk work failed"))?
+        .write(&chunk);
+    Ok(chunk)
+}
+
 /// The whole value of `row`, read from its chunks if it is streamed, for a
 /// plain read: [`StorageError::TooLargeToRead`] if it is larger than the
 /// value limit.
@@ -510,6 +712,7 @@ pub(crate) fn materialize(namespace: &Namespace, row: Row) -> Result<Row, Storag
         });
     }
     let mut reader = StreamReader::open(namespace, row.clone());
+    reader.read_ahead = false;
     let mut value = Vec::with_capacity(blob.size as usize);
     loop {
         let bytes = reader.read_bytes(CHUNK_BYTES)?;

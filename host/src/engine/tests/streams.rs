@@ -140,6 +140,7 @@ fn nothing_is_visible_before_finish_and_an_unfinished_write_leaves_nothing(place
     let before = ws.usage().unwrap();
     let mut writer = ns.write_stream("doc", StreamOptions::default()).unwrap();
     writer.write_all(&noise(2 * CHUNK_BYTES + 5, 3)).unwrap();
+    writer.flush().unwrap();
     assert_eq!(ns.get("doc").unwrap().unwrap(), b"old");
     assert_eq!(ws.usage().unwrap(), before);
     assert!(audit(&storage, "w").chunk_rows >= 2);
@@ -204,6 +205,7 @@ fn an_abandoned_write_is_collected_once_idle_and_cannot_be_finished(place: &Plac
     let ns = storage.workspace("w").unwrap().default_space().clone();
     let mut writer = ns.write_stream("f", StreamOptions::default()).unwrap();
     writer.write_all(&noise(2 * CHUNK_BYTES, 7)).unwrap();
+    writer.flush().unwrap();
     storage.prune().unwrap();
     assert_eq!(audit(&storage, "w").chunk_rows, 2);
     clock.advance(STREAM_IDLE + SEC);
@@ -221,6 +223,7 @@ fn an_abandoned_write_is_collected_once_idle_and_cannot_be_finished(place: &Plac
     // way (a writer forgotten stands for it).
     let mut lost = ns.write_stream("g", StreamOptions::default()).unwrap();
     lost.write_all(&noise(CHUNK_BYTES, 8)).unwrap();
+    lost.flush().unwrap();
     std::mem::forget(lost);
     clock.advance(STREAM_IDLE + SEC);
     storage.prune().unwrap();
@@ -250,7 +253,12 @@ fn streams_count_against_the_quota_while_written_and_a_refusal_leaves_nothing(pl
         .unwrap();
     let ns = storage.workspace("w").unwrap().default_space().clone();
     let mut writer = ns.write_stream("big", StreamOptions::default()).unwrap();
-    let refused = writer.write_all(&noise(4 * CHUNK_BYTES, 10)).unwrap_err();
+    // A chunk is stored while the writer takes the next: the refusal comes
+    // from the write after the one that fills it, or from `flush`.
+    let refused = writer
+        .write_all(&noise(4 * CHUNK_BYTES, 10))
+        .and_then(|()| writer.flush())
+        .unwrap_err();
     let inner = refused
         .get_ref()
         .and_then(|e| e.downcast_ref::<StorageError>());
@@ -265,8 +273,12 @@ fn streams_count_against_the_quota_while_written_and_a_refusal_leaves_nothing(pl
     // other.
     let mut one = ns.write_stream("one", StreamOptions::default()).unwrap();
     one.write_all(&noise(2 * CHUNK_BYTES, 11)).unwrap();
+    one.flush().unwrap();
     let mut two = ns.write_stream("two", StreamOptions::default()).unwrap();
-    assert!(two.write_all(&noise(2 * CHUNK_BYTES, 12)).is_err());
+    let refused = two
+        .write_all(&noise(2 * CHUNK_BYTES, 12))
+        .and_then(|()| two.flush());
+    assert!(refused.is_err());
     one.finish().unwrap();
     assert!(matches!(
         ns.set("more", vec![0u8; CHUNK_BYTES + 10]),

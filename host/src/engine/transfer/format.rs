@@ -22,10 +22,10 @@
 //!   Versions are not exported: they belong to the database.
 //! - A **streamed value** (version 2 on) is an entry line with `stream`
 //!   instead of `value`: `{"ns":"","key":"big","stream":{"size":1048576,
-//!   "stored":4210,"chunks":4,"compressed":true,"sha256":"…"}}`, followed by
+//!   "stored":4210,"chunks":4,"compressed":true,"xxh3":"…"}}`, followed by
 //!   `chunks` lines `{"chunk":"…"}`, each the base64 of the next piece of the
 //!   value (as a reader gets it: never compressed in the file). `size` and
-//!   `sha256` are the whole value's; `stored` is what it took in the source
+//!   `xxh3` (its XXH3-128, 32 lowercase hex digits) are the whole value's; `stored` is what it took in the source
 //!   database, as usage counts it (and as the header's `bytes` adds it up).
 //! - The **trailer** (last line) repeats the number of entries and holds the
 //!   SHA-256 of every byte before it (lowercase hex).
@@ -89,8 +89,8 @@ pub(crate) struct Stream {
     pub chunks: u32,
     /// Whether it was stored compressed (so an import compresses it too).
     pub compressed: bool,
-    /// SHA-256 of the value, lowercase hex.
-    pub sha256: String,
+    /// XXH3-128 of the value, 32 lowercase hex digits.
+    pub xxh3: String,
 }
 
 /// A chunk line as written.

@@ -28,10 +28,8 @@ use std::io::{BufReader, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::backend::{Exported, Publish, QuotaRule, WriteRequest};
-use super::blob::{CHUNK_BYTES, unpack};
+use super::blob::{CHUNK_BYTES, Checksum, unpack};
 use super::{
     Action, Op, Storage, StorageError, StreamOptions, StreamWriter, Usage, Workspace, rules,
 };
@@ -226,7 +224,7 @@ impl Workspace {
                                     stored: blob.stored,
                                     chunks: blob.chunks,
                                     compressed: blob.compressed,
-                                    sha256: hex::encode(blob.sha256),
+                                    xxh3: format!("{:032x}", blob.checksum),
                                 };
                                 writer.stream_entry(ns, key, &stream, expires_at_ms)?;
                             }
@@ -410,14 +408,14 @@ fn stage_stream<R: std::io::BufRead>(
     };
     let mut writer =
         StreamWriter::open_with(namespace, &entry.key, options, QuotaRule::unlimited())?;
-    let mut hash = Sha256::new();
+    let mut hash = Checksum::new();
     let mut size = 0u64;
     while let Some(piece) = reader.chunk()? {
-        hash.update(&piece);
+        hash.write(&piece);
         size += piece.len() as u64;
         writer.write_bytes(&piece)?;
     }
-    if size != stream.size || hex::encode(hash.finalize()) != stream.sha256 {
+    if size != stream.size || format!("{:032x}", hash.finish_128()) != stream.xxh3 {
         return Err(TransferError::Corrupt(format!(
             "the streamed value {:?} does not match its size and checksum",
             entry.key

@@ -134,7 +134,7 @@ mod tests {
             stored: 4000,
             chunks: 4,
             compressed: true,
-            sha256: [7; 32],
+            checksum: 7 << 100,
         };
         let row = Row {
             value: Vec::new(),
