@@ -10,6 +10,7 @@
 //! ```sh
 //! cargo bench -p cubby-host                        # full run, a few minutes
 //! CUBBY_BENCH_SHORT=1 cargo bench -p cubby-host    # short run, under a minute
+//! CUBBY_BENCH_ONLY=streams,postgres cargo bench -p cubby-host   # some sections only
 //! ```
 //!
 //! `cargo test` runs it once more in a smoke mode (tiny sizes, debug build)
@@ -19,6 +20,8 @@
 
 #[path = "storage/alternatives.rs"]
 mod alternatives;
+#[path = "../../tests/guests/probe/src/pattern.rs"]
+mod pattern;
 #[path = "storage/report.rs"]
 mod report;
 
@@ -29,7 +32,9 @@ use alternatives::{MutexMap, RawRedb, Sqlite, WasmtimeKeyvalue};
 use cubby_host::options::Durability;
 use cubby_host::testing::Place;
 use cubby_host::{Plugin, Runtime, Storage, StorageOptions, Workspace};
+use pattern::Pattern;
 use report::{Bound, Report};
+use serde_json::json;
 
 /// How much work each measurement does.
 struct Plan {
@@ -46,6 +51,8 @@ struct Plan {
     /// (workspaces, keys in each) of the three database sizes.
     sizes: [(u32, u32); 3],
     lists: u32,
+    /// Size of the streamed value, in MiB.
+    stream_mib: u64,
 }
 
 impl Plan {
@@ -65,6 +72,7 @@ impl Plan {
                 compile_rounds: 3,
                 sizes: [(10, 1_000), (1_000, 1_000), (1_000, 10_000)],
                 lists: 2_000,
+                stream_mib: 256,
             },
             (true, true) => Self {
                 mode: "short run (CUBBY_BENCH_SHORT), release build",
@@ -78,6 +86,7 @@ impl Plan {
                 compile_rounds: 2,
                 sizes: [(10, 1_000), (100, 1_000), (1_000, 300)],
                 lists: 500,
+                stream_mib: 64,
             },
             (false, _) => Self {
                 mode: "smoke run under cargo test (tiny sizes; the figures mean nothing)",
@@ -91,6 +100,7 @@ impl Plan {
                 compile_rounds: 1,
                 sizes: [(2, 500), (4, 500), (8, 500)],
                 lists: 20,
+                stream_mib: 1,
             },
         }
     }
@@ -116,6 +126,12 @@ const PLUGIN_SET: &str = "Cubby plugin set durable, 1 instance";
 const PLUGINS_SET: &str = "Cubby plugin set durable, concurrent instances";
 const COMPILE: &str = "compile the plugin (no cache)";
 const CACHED: &str = "load the plugin from the compile cache";
+const FILE_WRITE: &str = "plain file: write in 64 KiB pieces, fsync";
+const FILE_READ: &str = "plain file: read in 64 KiB pieces, check";
+const STREAM_WRITE: &str = "plugin streams it into Cubby (redb), durable";
+const STREAM_READ: &str = "plugin streams it out of Cubby (redb), check";
+const PG_STREAM_WRITE: &str = "plugin streams it into Cubby (PostgreSQL), durable";
+const PG_STREAM_READ: &str = "plugin streams it out of Cubby (PostgreSQL), check";
 
 fn main() {
     let plan = Plan::from_env();
@@ -146,26 +162,49 @@ fn main() {
     let kv_guest = tokio
         .block_on(runtime.load_file(cubby_artifacts::KV_DRAFT))
         .unwrap();
-    reads(
-        &plan,
-        dir.path(),
-        &entries,
-        &ws,
-        &runtime,
-        [&probe, &kv_guest],
-        &mut report,
-    );
-    calls(&plan, &ws, &probe, &tokio, &mut report);
-    writes(&plan, dir.path(), &storage, &probe, &mut report);
-    restart(&plan, &tokio, &mut report);
-    sizes(&plan, dir.path(), &mut report);
-    match Place::postgres() {
-        Some(place) => postgres(&plan, &place, &storage, &mut report),
+    if wanted("reads") {
+        reads(
+            &plan,
+            dir.path(),
+            &entries,
+            &ws,
+            &runtime,
+            [&probe, &kv_guest],
+            &mut report,
+        );
+    }
+    if wanted("calls") {
+        calls(&plan, &ws, &probe, &tokio, &mut report);
+    }
+    if wanted("writes") {
+        writes(&plan, dir.path(), &storage, &probe, &mut report);
+    }
+    if wanted("restart") {
+        restart(&plan, &tokio, &mut report);
+    }
+    if wanted("sizes") {
+        sizes(&plan, dir.path(), &mut report);
+    }
+    let place = Place::postgres();
+    if wanted("streams") {
+        streams(&plan, dir.path(), &tokio, place.as_ref(), &mut report);
+    }
+    match &place {
+        Some(place) if wanted("postgres") => postgres(&plan, place, &storage, &mut report),
+        Some(_) => {}
         None => println!("(no PostgreSQL server: its rows are left out)"),
     }
     goals(&mut report, &plan);
     let results = target.parent().unwrap_or(target).join("cubby-bench");
     report.finish(plan.mode, &results).unwrap();
+}
+
+/// Whether this run measures `section`: every section unless
+/// `CUBBY_BENCH_ONLY` lists some (comma-separated: reads, calls, writes,
+/// restart, sizes, streams, postgres).
+fn wanted(section: &str) -> bool {
+    std::env::var("CUBBY_BENCH_ONLY")
+        .map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
 
 /// Times `n` runs of `f` (after `n / 10` warm-up runs); the time per run.
@@ -725,6 +764,18 @@ fn goals(report: &mut Report, plan: &Plan) {
     for (text, candidate, baseline, max) in ratios {
         report.goal(text, candidate, baseline, Bound::AtMost(max));
     }
+    report.goal(
+        "streamed write ≥ 50% of a plain file's throughput (≤ 2x its time per MiB)",
+        STREAM_WRITE,
+        FILE_WRITE,
+        Bound::AtMost(2.0),
+    );
+    report.goal(
+        "streamed read ≥ 50% of a plain file's throughput (≤ 2x its time per MiB)",
+        STREAM_READ,
+        FILE_READ,
+        Bound::AtMost(2.0),
+    );
     let [small, middle, large] = plan.sizes;
     report.goal(
         "get at the largest size ≤ 1.3x the smallest",
@@ -738,6 +789,173 @@ fn goals(report: &mut Report, plan: &Plan) {
         &size_name("list a page of 100 keys", small),
         Bound::AtMost(1.3),
     );
+}
+
+/// Writes `size` bytes of `Pattern(seed)` to a new file at `path` in
+/// pieces of 64 KiB, and fsyncs it.
+fn file_write(path: &Path, size: u64, seed: u64) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let (mut pattern, mut piece, mut left) = (Pattern::new(seed), vec![0u8; 64 << 10], size);
+    while left > 0 {
+        let n = left.min(piece.len() as u64) as usize;
+        pattern.fill(&mut piece[..n]);
+        file.write_all(&piece[..n]).unwrap();
+        left -= n as u64;
+    }
+    file.sync_all().unwrap();
+    // The directory entry too, as a durable new file needs.
+    std::fs::File::open(path.parent().unwrap())
+        .unwrap()
+        .sync_all()
+        .unwrap();
+}
+
+/// Reads the file at `path` in pieces of 64 KiB and checks it against
+/// `Pattern(seed)`.
+fn file_read(path: &Path, size: u64, seed: u64) {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).unwrap();
+    let (mut pattern, mut piece) = (Pattern::new(seed), vec![0u8; 64 << 10]);
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut piece).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(pattern.check(&piece[..n]), "the file read back differs");
+        total += n as u64;
+    }
+    assert_eq!(total, size);
+}
+
+/// A field of `/proc/self/status` (Linux), in bytes; 0 elsewhere.
+fn status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib << 10)
+}
+
+/// A large value streamed through a plugin with a 16 MiB memory limit,
+/// into and out of Cubby (redb with its page cache bounded to 8 MiB, and
+/// PostgreSQL when there is a server), against the same bytes written to
+/// and read from a plain file on the same disk; each time per MiB, and the
+/// host's peak resident memory growth while the plugin streams.
+fn streams(
+    plan: &Plan,
+    dir: &Path,
+    tokio: &tokio::runtime::Runtime,
+    place: Option<&Place>,
+    report: &mut Report,
+) {
+    let size = plan.stream_mib << 20;
+    let runtime = Runtime::builder()
+        .cache_dir(cubby_artifacts::CACHE_DIR)
+        .max_memory_bytes(16 << 20)
+        .timeout(Duration::from_secs(1800))
+        .build()
+        .unwrap();
+    let probe = tokio
+        .block_on(runtime.load_file(cubby_artifacts::PROBE))
+        .unwrap();
+    let mut options = StorageOptions::default();
+    options.cache_size = Some(8 << 20);
+    let pg = place.map(|p| p.open(options.clone()));
+    let call = |ws: &Workspace, request: serde_json::Value| -> serde_json::Value {
+        let out = probe
+            .call_blocking(ws, request.to_string().as_bytes())
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(answer.get("ok").is_some(), "{answer}");
+        answer
+    };
+    let per_mib = |t: Duration| t / plan.stream_mib as u32;
+    let mut times: Vec<(&'static str, Vec<Duration>)> = [
+        FILE_WRITE,
+        FILE_READ,
+        STREAM_WRITE,
+        STREAM_READ,
+        PG_STREAM_WRITE,
+        PG_STREAM_READ,
+    ]
+    .into_iter()
+    .map(|name| (name, Vec::new()))
+    .collect();
+    let mut growth = 0u64;
+    for round in 0..plan.rounds.min(3) {
+        let seed = 11 + round as u64;
+        let mut timed_once = |i: usize, f: &mut dyn FnMut()| {
+            let start = Instant::now();
+            f();
+            times[i].1.push(per_mib(start.elapsed()));
+        };
+        let file = dir.join("plain-stream.bin");
+        timed_once(0, &mut || file_write(&file, size, seed));
+        timed_once(1, &mut || file_read(&file, size, seed));
+        std::fs::remove_file(&file).unwrap();
+        // A fresh database each round, so no chunks of an earlier round
+        // (kept 10 minutes for readers) are in the way.
+        let path = dir.join("stream.redb");
+        let storage = Storage::open(&path, options.clone()).unwrap();
+        let ws = storage.workspace("files").unwrap();
+        call(
+            &ws,
+            json!({"op":"stream-write","key":"warm","size":300_000,"seed":1}),
+        );
+        // From here on, the peak resident memory is measured afresh.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let before = status_bytes("VmRSS:");
+        let write = json!({"op":"stream-write","key":"big","size":size,"seed":seed});
+        let read = json!({"op":"stream-read","key":"big","seed":seed});
+        timed_once(2, &mut || drop(call(&ws, write.clone())));
+        let mut answer = serde_json::Value::Null;
+        timed_once(3, &mut || answer = call(&ws, read.clone()));
+        growth = growth.max(status_bytes("VmHWM:").saturating_sub(before));
+        assert_eq!(answer["ok"]["size"], size, "{answer}");
+        assert_eq!(answer["ok"]["matches"], true, "{answer}");
+        drop((ws, storage));
+        std::fs::remove_file(&path).unwrap();
+        if let Some(pg) = &pg {
+            let ws = pg
+                .workspace(&format!("bench-stream-{}", fastish_id()))
+                .unwrap();
+            timed_once(4, &mut || drop(call(&ws, write.clone())));
+            timed_once(5, &mut || answer = call(&ws, read.clone()));
+            assert_eq!(answer["ok"]["matches"], true, "{answer}");
+            ws.clear_all().unwrap();
+        }
+    }
+    let workload = "a large value streamed, time per MiB";
+    let mib = plan.stream_mib;
+    for (name, mut t) in times {
+        if t.is_empty() {
+            continue;
+        }
+        t.sort();
+        let t = t[t.len() / 2];
+        match name {
+            FILE_WRITE | FILE_READ => report.baseline(workload, name, t),
+            STREAM_WRITE => report.noted(
+                workload,
+                name,
+                t,
+                FILE_WRITE,
+                format!(
+                    "{mib} MiB value; plugin memory limit 16 MiB, redb cache 8 MiB; host peak \
+                     resident growth while streaming {:.1} MiB",
+                    growth as f64 / f64::from(1 << 20)
+                ),
+            ),
+            STREAM_READ | PG_STREAM_READ => {
+                report.noted(workload, name, t, FILE_READ, format!("{mib} MiB value"));
+            }
+            _ => report.noted(workload, name, t, FILE_WRITE, format!("{mib} MiB value")),
+        }
+    }
 }
 
 /// A fresh number for a fresh key on every write.

@@ -7,6 +7,8 @@
 //! streamed values of any size from a seeded pattern, to check them
 //! without holding them.
 
+mod pattern;
+use pattern::Pattern;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -163,25 +165,6 @@ enum Request {
     Panic,
 }
 
-/// The bytes a stream request writes and checks: a xorshift sequence from
-/// `seed`, the same in the guest and in the tests.
-struct Pattern(u64);
-
-impl Pattern {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    fn fill(&mut self, out: &mut [u8]) {
-        for b in out {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
-    }
-}
-
 fn stream_write(
     key: &str,
     size: u64,
@@ -211,15 +194,12 @@ fn stream_read(key: &str, seed: u64) -> cubby_sdk::Result<Value> {
     };
     let mut pattern = Pattern::new(seed);
     let (mut size, mut matches, mut largest) = (0u64, true, 0usize);
-    let mut expected = Vec::new();
     loop {
         let chunk = reader.read_chunk()?;
         if chunk.is_empty() {
             break;
         }
-        expected.resize(chunk.len(), 0);
-        pattern.fill(&mut expected);
-        matches &= expected == chunk;
+        matches &= pattern.check(&chunk);
         size += chunk.len() as u64;
         largest = largest.max(chunk.len());
     }
