@@ -245,6 +245,7 @@ fn check(storage: &Storage, ws: &str, acked: &Acked, report: &mut Report) {
 /// Checks a streaming run's workspace: the key holds a whole round at
 /// least as recent as the last acknowledged one, and usage is a recount.
 fn check_stream(storage: &Storage, ws: &str, acked: &Acked, report: &mut Report) {
+    let mut lost = 0;
     let mut problem = |what: String| report.problem(ws, &what);
     let workspace = storage
         .workspace(ws)
@@ -266,7 +267,7 @@ fn check_stream(storage: &Storage, ws: &str, acked: &Acked, report: &mut Report)
     match (&value, acked.stream) {
         (None, None) => {}
         (None, Some(r)) => {
-            report.lost += 1;
+            lost += 1;
             problem(format!("acknowledged round {r} is missing"));
         }
         (Some(v), last) => {
@@ -282,7 +283,7 @@ fn check_stream(storage: &Storage, ws: &str, acked: &Acked, report: &mut Report)
                     v.len()
                 ));
             } else if !recent {
-                report.lost += 1;
+                lost += 1;
                 problem(format!(
                     "holds round byte {round}, behind acknowledged {last:?}"
                 ));
@@ -293,4 +294,5 @@ fn check_stream(storage: &Storage, ws: &str, acked: &Acked, report: &mut Report)
     if a.stored_usage != a.recounted || a.stored_usage != a.stored_namespace_usage {
         problem(format!("usage is not a recount: {a:?}"));
     }
+    report.lost += lost;
 }
