@@ -92,13 +92,13 @@ impl ValueInfo {
 }
 
 /// A value being written as a stream ([`Namespace::write_stream`]): bytes
-/// go to storage a chunk at a time (memory stays at two chunks of about 256 KiB,
+/// go to storage a chunk at a time (memory stays at three chunks of about 256 KiB,
 /// however large the value), and nothing is visible until
 /// [`finish`](Self::finish) publishes the whole value atomically.
 ///
 /// A full chunk is checksummed, compressed and stored on a helper thread
-/// while the writer takes the next one, so an error storing a chunk (the
-/// quota, the storage) is returned by the next write that fills a chunk,
+/// while the writer takes the next ones (two may wait), so an error
+/// storing a chunk (the quota, the storage) is returned by a later write,
 /// by `std::io::Write::flush` (which waits for it), or by `finish`.
 ///
 /// Dropped without `finish` (or after any error), the writer removes what
