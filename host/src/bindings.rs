@@ -33,8 +33,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     additional_derives: [PartialEq, Eq],
     with: {
-        "cubby:storage/streams.writer": crate::streams::Writer,
-        "cubby:storage/streams.reader": crate::streams::Reader,
+        "cubby:storage/streams.writer": crate::streams::handles::Writer,
+        "cubby:storage/streams.reader": crate::streams::handles::Reader,
     },
     trappable_error_type: {
         "cubby:storage/storage.error" => crate::StorageError,
@@ -49,8 +49,8 @@ pub mod sync {
         imports: { default: trappable },
         additional_derives: [PartialEq, Eq],
         with: {
-            "cubby:storage/streams.writer": crate::streams::Writer,
-            "cubby:storage/streams.reader": crate::streams::Reader,
+            "cubby:storage/streams.writer": crate::streams::handles::Writer,
+            "cubby:storage/streams.reader": crate::streams::handles::Reader,
         },
         trappable_error_type: {
             "cubby:storage/storage.error" => crate::StorageError,

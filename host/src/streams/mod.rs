@@ -10,49 +10,19 @@
 //! goes, removes what it wrote; that removal too runs on the blocking pool
 //! when there is a tokio runtime.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Resource;
 
+pub(crate) mod handles;
+use handles::lock;
+pub use handles::{Reader, Writer};
+
 use crate::context::StorageCtx;
 use crate::engine::blob::CHUNK_BYTES;
-use crate::engine::{Condition, Namespace, StorageError, StreamReader, StreamWriter, ValueInfo};
+use crate::engine::{Condition, Namespace, StorageError, ValueInfo};
 use crate::guest_error::small;
 use crate::host::in_ns;
-
-/// A `writer` resource: the engine's writer until `finish` takes it.
-pub struct Writer(Arc<Mutex<Option<StreamWriter>>>);
-
-/// A `reader` resource.
-pub struct Reader {
-    reader: Arc<Mutex<StreamReader>>,
-    info: ValueInfo,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // An engine call that panicked left nothing half-done in these.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Writer {
-    fn new(writer: StreamWriter) -> Self {
-        Self(Arc::new(Mutex::new(Some(writer))))
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // An unfinished engine writer removes its chunks when dropped, which
-        // reaches the database: not on an executor's thread.
-        let Some(writer) = lock(&self.0).take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(writer))),
-            Err(_) => drop(writer),
-        }
-    }
-}
 
 /// The refusal of using a writer after `finish`.
 fn finished() -> StorageError {
