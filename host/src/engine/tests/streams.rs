@@ -416,6 +416,48 @@ fn a_reader_never_sees_a_mix_of_two_values(place: &Place) {
     });
 }
 
+/// Replaced streamed values kept for their readers count against the quota
+/// of stream writes until the sweeper takes them, so what a workspace keeps
+/// on disk stays within its quota however fast it rewrites a value.
+fn replaced_values_kept_for_readers_count_against_stream_writes(place: &Place) {
+    let clock = ManualClock::new(1_000_000);
+    let storage = manual(place, &clock, |_| {});
+    storage
+        .override_quota(
+            "w",
+            Some(Quota {
+                max_keys: 100,
+                max_bytes: 3 * CHUNK_BYTES as u64 + 1_000,
+            }),
+        )
+        .unwrap();
+    let ns = storage.workspace("w").unwrap().default_space().clone();
+    let value = noise(CHUNK_BYTES, 21);
+    // Live 1 chunk, then live 1 and kept 1, then live 1 and kept 2.
+    write(&ns, "f", &value, StreamOptions::default());
+    write(&ns, "f", &value, StreamOptions::default());
+    write(&ns, "f", &value, StreamOptions::default());
+    let mut writer = ns.write_stream("f", StreamOptions::default()).unwrap();
+    let refused = writer
+        .write_all(&value)
+        .and_then(|()| writer.flush())
+        .unwrap_err();
+    let inner = refused
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<StorageError>());
+    assert!(
+        matches!(inner, Some(StorageError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
+    assert_eq!(read(&ns, "f").unwrap(), value);
+    // Once the sweeper has taken the replaced values, there is room again.
+    clock.advance(REPLACED_GRACE + SEC);
+    storage.prune().unwrap();
+    write(&ns, "f", &value, StreamOptions::default());
+    assert_eq!(read(&ns, "f").unwrap(), value);
+    assert_usage_is_exact(&storage, "w");
+}
+
 crate::conformance_tests!(
     a_streamed_value_round_trips_and_is_an_entry_like_any_other,
     a_streamed_value_larger_than_the_value_limit_is_read_only_as_a_stream,
@@ -427,4 +469,5 @@ crate::conformance_tests!(
     conditions_guard_the_publish,
     streamed_values_export_and_import_byte_for_byte,
     a_reader_never_sees_a_mix_of_two_values,
+    replaced_values_kept_for_readers_count_against_stream_writes,
 );

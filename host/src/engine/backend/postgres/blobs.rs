@@ -22,10 +22,12 @@ const LOCK_WITH_QUOTA: &str = "
     FROM cubby_workspaces w LEFT JOIN cubby_quotas q ON q.workspace = w.workspace
     WHERE w.workspace = $1 FOR UPDATE OF w";
 
-/// The writes in progress of a workspace: how many, and their bytes.
+/// A workspace's loose blobs: how many writes are in progress, and the
+/// bytes of every loose blob (writes in progress, and replaced values kept
+/// for their readers), which count against the quota of stream writes.
 const OPEN: &str = "
-    SELECT count(*), coalesce(sum(bytes), 0)::BIGINT FROM cubby_loose_blobs
-    WHERE workspace = $1 AND kind = 0";
+    SELECT count(*) FILTER (WHERE kind = 0), coalesce(sum(bytes), 0)::BIGINT
+    FROM cubby_loose_blobs WHERE workspace = $1";
 
 /// Starting a write in progress.
 pub(super) struct OpenBlob {
@@ -127,8 +129,8 @@ pub(super) fn put_chunk<'a>(
                 .saturating_add(a.stored_after);
             if after > quota.max_bytes {
                 return Err(Failure::Refused(StorageError::QuotaExceeded(format!(
-                    "the workspace would hold {after} bytes with the stream writes in progress, \
-                     its quota is {}",
+                    "the workspace would hold {after} bytes with its stream writes in progress and \
+                     the replaced streamed values kept for their readers, its quota is {}",
                     quota.max_bytes
                 ))));
             }

@@ -461,8 +461,8 @@ pub(crate) fn put_chunk(t: &mut Tables<'_>, chunk: &ChunkPut) -> Result<((), boo
         .saturating_add(chunk.stored_after);
     if after > quota.max_bytes {
         return Err(StorageError::QuotaExceeded(format!(
-            "the workspace would hold {after} bytes with the stream writes in progress, its \
-             quota is {}",
+            "the workspace would hold {after} bytes with its stream writes in progress and the \
+             replaced streamed values kept for their readers, its quota is {}",
             quota.max_bytes
         )));
     }

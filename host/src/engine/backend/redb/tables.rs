@@ -54,15 +54,15 @@ impl<'t> Tables<'t> {
         }))
     }
 
-    /// How many writes of a workspace are in progress, and their bytes.
+    /// How many writes of a workspace are in progress, and the bytes of
+    /// all its loose blobs (writes in progress, and replaced values kept
+    /// for their readers), which count against the quota of stream writes.
     pub fn open_writes(&self, ws: &str) -> Result<(u32, u64), StorageError> {
         let (mut count, mut bytes) = (0, 0u64);
         for row in self.loose.range((ws, 0)..=(ws, u64::MAX))? {
             let (kind, _, b) = row?.1.value();
-            if Loose::from_code(kind) == Some(Loose::Open) {
-                count += 1;
-                bytes = bytes.saturating_add(b);
-            }
+            count += u32::from(Loose::from_code(kind) == Some(Loose::Open));
+            bytes = bytes.saturating_add(b);
         }
         Ok((count, bytes))
     }
