@@ -1,6 +1,7 @@
 //! The `cubby:storage/streams` imports, implemented for [`StorageCtx`]:
 //! writers and readers of streamed values are resources in the store's
-//! table, each holding the engine's [`StreamWriter`] or [`StreamReader`].
+//! table, each holding the engine's [`StreamWriter`](crate::StreamWriter) or
+//! [`StreamReader`](crate::StreamReader).
 //!
 //! As in `host.rs`, one macro writes both flavours: the sync one calls the
 //! engine on the caller's thread, the async one on tokio's blocking pool
