@@ -449,10 +449,17 @@ impl Worker {
         let started = std::thread::Builder::new()
             .name("cubby-stream".into())
             .spawn(move || {
+                // Counted out however the thread ends, a panic included.
+                struct Alive;
+                impl Drop for Alive {
+                    fn drop(&mut self) {
+                        WORKERS.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                let _alive = Alive;
                 for job in queue {
                     job();
                 }
-                WORKERS.fetch_sub(1, Ordering::Relaxed);
             });
         match started {
             Ok(_) => Some(Self { jobs }),
@@ -726,4 +733,41 @@ pub(crate) fn materialize(namespace: &Namespace, row: Row) -> Result<Row, Storag
         blob: None,
         ..row
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+    use crate::StorageOptions;
+
+    /// More readers than helper threads: the threads never pass their cap,
+    /// and the readers past it read on their own thread, as correctly.
+    #[test]
+    fn streams_past_the_helper_cap_work_on_the_callers_thread() {
+        let storage = Storage::in_memory(StorageOptions::default()).unwrap();
+        let ws = storage.workspace("w").unwrap();
+        let value: Vec<u8> = (0..3 * CHUNK_BYTES + 5).map(|i| (i % 253) as u8).collect();
+        let mut writer = ws.write_stream("v", StreamOptions::default()).unwrap();
+        writer.write_all(&value).unwrap();
+        writer.finish().unwrap();
+        let mut readers: Vec<StreamReader> = (0..MAX_WORKERS + 16)
+            .map(|_| ws.read_stream("v").unwrap().unwrap())
+            .collect();
+        for reader in &mut readers {
+            // The first chunk starts each reader's fetching ahead.
+            assert_eq!(
+                reader.read_bytes(CHUNK_BYTES).unwrap(),
+                &value[..CHUNK_BYTES]
+            );
+            assert!(WORKERS.load(Ordering::Relaxed) <= MAX_WORKERS);
+        }
+        for reader in &mut readers {
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest).unwrap();
+            assert!(rest == value[CHUNK_BYTES..], "a reader read otherwise");
+        }
+    }
 }
