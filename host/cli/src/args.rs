@@ -377,6 +377,11 @@ pub(crate) enum KvCommand {
         /// Print at most this many keys.
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+        /// With each key its value's size, what it takes stored (as usage
+        /// and quotas count it), whether it is streamed and compressed, and
+        /// its version (tab-separated, after a header line).
+        #[arg(long, short)]
+        long: bool,
     },
     /// Show a workspace's usage against its quota, per namespace.
     Usage {

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cubby_host::ops::{StreamOptions, WriteOptions};
+use cubby_host::ops::{StreamOptions, ValueInfo, WriteOptions};
 use cubby_host::options::{Durability, Output, Quota};
 use cubby_host::{Namespace, Runtime, Storage, StorageError, StorageOptions};
 use serde_json::json;
@@ -194,17 +194,10 @@ fn kv_command(storage: &Storage, kv: KvCommand, json: bool) -> Result<ExitCode> 
             };
             let expires_in_ms = info.expires_in.map(|d| d.as_millis() as u64);
             if json {
-                print_json(&json!({
-                    "workspace": target.workspace,
-                    "namespace": target.namespace,
-                    "key": key,
-                    "size": info.size,
-                    "stored_size": info.stored_size,
-                    "streamed": info.streamed,
-                    "compressed": info.compressed,
-                    "version": info.version,
-                    "expires_in_ms": expires_in_ms,
-                }))?;
+                let mut doc = info_json(&key, &info);
+                doc["workspace"] = json!(target.workspace);
+                doc["namespace"] = json!(target.namespace);
+                print_json(&doc)?;
             } else {
                 writeln!(out, "size\t{}", info.size)?;
                 writeln!(out, "stored\t{}", info.stored_size)?;
@@ -226,6 +219,48 @@ fn kv_command(storage: &Storage, kv: KvCommand, json: bool) -> Result<ExitCode> 
             target,
             prefix,
             limit,
+            long: true,
+        } => {
+            let ns = target.open(storage)?;
+            let listed = ns.keys(prefix.as_deref()).take(limit.unwrap_or(usize::MAX));
+            let mut entries = Vec::new();
+            if !json {
+                writeln!(out, "size\tstored\tstreamed\tcompressed\tversion\tkey")?;
+            }
+            for key in listed {
+                let key = key?;
+                // A key removed since the page was read is left out.
+                let Some(info) = ns.info(&key)? else {
+                    continue;
+                };
+                if json {
+                    entries.push(info_json(&key, &info));
+                } else {
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        info.size,
+                        info.stored_size,
+                        info.streamed,
+                        info.compressed,
+                        info.version,
+                        printable(&key)
+                    )?;
+                }
+            }
+            if json {
+                print_json(&json!({
+                    "workspace": target.workspace,
+                    "namespace": target.namespace,
+                    "entries": entries,
+                }))?;
+            }
+        }
+        KvCommand::List {
+            target,
+            prefix,
+            limit,
+            long: false,
         } => {
             let ns = target.open(storage)?;
             let listed = ns.keys(prefix.as_deref()).take(limit.unwrap_or(usize::MAX));
@@ -311,6 +346,19 @@ fn kv_command(storage: &Storage, kv: KvCommand, json: bool) -> Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `kv info` and `kv list --long` print of a value, as JSON.
+fn info_json(key: &str, info: &ValueInfo) -> serde_json::Value {
+    json!({
+        "key": key,
+        "size": info.size,
+        "stored_size": info.stored_size,
+        "streamed": info.streamed,
+        "compressed": info.compressed,
+        "version": info.version,
+        "expires_in_ms": info.expires_in.map(|d| d.as_millis() as u64),
+    })
 }
 
 fn open_storage(args: &DbArgs) -> Result<Storage> {

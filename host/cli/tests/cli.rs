@@ -981,6 +981,26 @@ fn large_values_stream_in_and_out_of_the_command_line(place: &Place) {
     assert!(info["stored_size"].as_u64().unwrap() < 10_000, "{info}");
     ok(env.cubby(&["kv", "set", "-w", "a", "small", "hello"]));
     assert!(ok(env.cubby(&["kv", "info", "-w", "a", "small"])).contains("streamed\tfalse"));
+    // A long listing: each value's size and what it takes stored.
+    let stored = info["stored_size"].as_u64().unwrap();
+    assert_eq!(
+        ok(env.cubby(&["kv", "list", "-w", "a", "-l"])),
+        format!(
+            "size\tstored\tstreamed\tcompressed\tversion\tkey\n\
+             5\t5\tfalse\tfalse\t{}\tsmall\n\
+             {}\t{stored}\ttrue\ttrue\t{}\ttext\n",
+            version_of(&env, "small"),
+            2 << 20,
+            version_of(&env, "text"),
+        )
+    );
+    let listed: serde_json::Value = serde_json::from_str(&ok(
+        env.cubby(&["--json", "kv", "list", "-w", "a", "--long"])
+    ))
+    .unwrap();
+    assert_eq!(listed["entries"][1]["key"], "text");
+    assert_eq!(listed["entries"][1]["stored_size"], stored);
+    assert_eq!(listed["entries"][1]["size"], 2 << 20);
     // Exported and imported with the rest.
     let export = env.dir.path().join("a.cubby");
     ok(env.cubby(&[
@@ -1000,6 +1020,13 @@ fn large_values_stream_in_and_out_of_the_command_line(place: &Place) {
     ]));
     let out = env.cubby(&["kv", "get", "-w", "b", "-n", "files", "big"]);
     assert!(out.stdout == big, "the imported value differs");
+}
+
+/// The version `kv info` gives for `key` of workspace `a`.
+fn version_of(env: &Env, key: &str) -> u64 {
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(env.cubby(&["--json", "kv", "info", "-w", "a", key]))).unwrap();
+    info["version"].as_u64().unwrap()
 }
 
 fn the_files_example_streams_files_through_a_small_plugin(place: &Place) {
