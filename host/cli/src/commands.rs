@@ -175,6 +175,16 @@ fn kv_command(storage: &Storage, kv: KvCommand, json: bool) -> Result<ExitCode> 
                     ns.set_with(&key, head, options)?;
                 }
                 rest => {
+                    let largest = storage.limits().max_stream_bytes;
+                    if let Some((_, Some(size))) = &rest
+                        && *size > largest
+                    {
+                        bail!(
+                            "{} is {size} bytes, larger than the largest streamed value \
+                             ({largest} bytes); nothing was written",
+                            &value[1..]
+                        );
+                    }
                     let mut options = StreamOptions::default();
                     options.ttl = ttl;
                     options.compress = compress;
@@ -437,7 +447,6 @@ fn block_on<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
         .block_on(f)
 }
 
-/// `TEXT`, `@FILE` or `@-` (stdin).
 /// A source to stream the rest of a value from, and its size if known.
 type Rest = Option<(Box<dyn std::io::Read>, Option<u64>)>;
 

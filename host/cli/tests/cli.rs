@@ -964,6 +964,31 @@ fn large_values_stream_in_and_out_of_the_command_line(place: &Place) {
         line.contains("without --json the value streams to stdout"),
         "{line}"
     );
+    // A file larger than the largest streamed value is refused up front (a
+    // sparse file: its size, no data).
+    let huge = env.dir.path().join("huge.bin");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len((256 << 20) + 1)
+        .unwrap();
+    let line = one_line_error(env.cubby(&[
+        "kv",
+        "set",
+        "-w",
+        "a",
+        "huge",
+        &format!("@{}", huge.display()),
+    ]));
+    assert!(
+        line.contains("larger than the largest streamed value")
+            && line.contains("nothing was written"),
+        "{line}"
+    );
+    assert!(
+        !env.cubby(&["kv", "info", "-w", "a", "huge"])
+            .status
+            .success()
+    );
     // From stdin, compressed; a small value stays a plain one unless asked.
     let mut child = env
         .command(&["kv", "set", "-w", "a", "text", "@-", "--compress"])
