@@ -5,6 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::bindings::cubby::storage::streams as wit;
+use crate::namespace::millis;
 use crate::{Condition, Error, Namespace, Result};
 
 /// Bytes a [`Writer`] gathers before it hands them to the host (fewer,
@@ -58,9 +59,7 @@ impl StreamOptions {
 
     fn to_wit(&self) -> wit::StreamOptions {
         wit::StreamOptions {
-            ttl_ms: self
-                .ttl
-                .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64),
+            ttl_ms: self.ttl.map(millis),
             condition: self.condition.clone().map(Into::into),
             compress: self.compress,
         }

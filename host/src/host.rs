@@ -65,11 +65,15 @@ macro_rules! storage_host {
                 }
             }
 
-            fn to_condition(c: wit::Condition) -> Condition {
-                match c {
-                    wit::Condition::Absent => Condition::Absent,
-                    wit::Condition::VersionEquals(v) => Condition::VersionEquals(v),
-                    wit::Condition::ValueEquals(v) => Condition::ValueEquals(v),
+            // The one mapping of a guest's condition, for `cubby:storage`
+            // and `cubby:storage/streams` alike.
+            impl From<wit::Condition> for Condition {
+                fn from(c: wit::Condition) -> Self {
+                    match c {
+                        wit::Condition::Absent => Self::Absent,
+                        wit::Condition::VersionEquals(v) => Self::VersionEquals(v),
+                        wit::Condition::ValueEquals(v) => Self::ValueEquals(v),
+                    }
                 }
             }
 
@@ -84,7 +88,7 @@ macro_rules! storage_host {
                     wit::Action::Increment(delta) => Action::Increment { delta, ttl: None },
                 };
                 let mut out = Op::new(op.key, action).in_namespace(op.namespace);
-                out.condition = op.condition.map(to_condition);
+                out.condition = op.condition.map(Condition::from);
                 out
             }
 
@@ -143,7 +147,7 @@ macro_rules! storage_host {
                     call!(self, move |ws| {
                         let mut opts = crate::engine::WriteOptions::default();
                         opts.ttl = ttl(options.ttl_ms);
-                        opts.condition = options.condition.map(to_condition);
+                        opts.condition = options.condition.map(Condition::from);
                         in_ns(ws, &ns, |n| n.set_with(&key, value, opts))
                     })
                 }
@@ -156,7 +160,7 @@ macro_rules! storage_host {
                 ) -> Result<bool, StorageError> {
                     call!(self, move |ws| in_ns(ws, &ns, |n| match condition {
                         None => n.delete(&key),
-                        Some(c) => n.delete_if(&key, to_condition(c)),
+                        Some(c) => n.delete_if(&key, Condition::from(c)),
                     }))
                 }
 

@@ -166,13 +166,11 @@ fn kv_command(storage: &Storage, kv: KvCommand, json: bool) -> Result<ExitCode> 
             let ttl = ttl.map(Into::into);
             let limit = storage.limits().max_value_bytes;
             let (mut head, rest) = read_arg(&value, limit)?;
+            let mut write = WriteOptions::default();
+            write.ttl = ttl;
             match rest {
                 None if !stream && !compress => {
-                    let mut options = WriteOptions::default();
-                    if let Some(ttl) = ttl {
-                        options = options.ttl(ttl);
-                    }
-                    ns.set_with(&key, head, options)?;
+                    ns.set_with(&key, head, write)?;
                 }
                 rest => {
                     let largest = storage.limits().max_stream_bytes;
@@ -185,8 +183,7 @@ fn kv_command(storage: &Storage, kv: KvCommand, json: bool) -> Result<ExitCode> 
                             &value[1..]
                         );
                     }
-                    let mut options = StreamOptions::default();
-                    options.ttl = ttl;
+                    let mut options = StreamOptions::from(write);
                     options.compress = compress;
                     let mut writer = ns.write_stream(&key, options)?;
                     writer.write_bytes(&head)?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::backend::{BlobPut, ChunkPut, QuotaRule, Row, WriteRequest};
 use super::blob::{BlobRef, CHUNK_BYTES, Checksum, STREAM_IDLE, pack, unpack};
-use super::{Condition, Namespace, Outcome, Storage, StorageError, rules};
+use super::{Namespace, Outcome, Storage, StorageError, WriteOptions, rules};
 
 /// How [`Namespace::write_stream`] writes.
 ///
@@ -24,31 +24,43 @@ use super::{Condition, Namespace, Outcome, Storage, StorageError, rules};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StreamOptions {
-    /// Expire this long after the value is published; `None` for never.
-    pub ttl: Option<Duration>,
-    /// Publish only if this holds when the writer finishes.
-    pub condition: Option<Condition>,
+    /// What a `set` takes: the time-to-live (counted from the publish) and
+    /// the condition (checked when the writer finishes).
+    pub write: WriteOptions,
     /// Store the value zstd-compressed (readers get the bytes as written;
     /// usage and quotas count the compressed size).
     pub compress: bool,
 }
 
+impl From<WriteOptions> for StreamOptions {
+    fn from(write: WriteOptions) -> Self {
+        Self {
+            write,
+            compress: false,
+        }
+    }
+}
+
 impl StreamOptions {
-    /// Sets the time-to-live.
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
+    /// Sets the time-to-live ([`WriteOptions::ttl`]).
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.map_write(|w| w.ttl(ttl))
     }
 
-    /// Publishes only if the key holds no live entry.
-    pub fn if_absent(mut self) -> Self {
-        self.condition = Some(Condition::Absent);
-        self
+    /// Publishes only if the key holds no live entry
+    /// ([`WriteOptions::if_absent`]).
+    pub fn if_absent(self) -> Self {
+        self.map_write(WriteOptions::if_absent)
     }
 
-    /// Publishes only if the key's entry has this version.
-    pub fn if_version(mut self, version: u64) -> Self {
-        self.condition = Some(Condition::VersionEquals(version));
+    /// Publishes only if the key's entry has this version
+    /// ([`WriteOptions::if_version`]).
+    pub fn if_version(self, version: u64) -> Self {
+        self.map_write(|w| w.if_version(version))
+    }
+
+    fn map_write(mut self, f: impl FnOnce(WriteOptions) -> WriteOptions) -> Self {
+        self.write = f(self.write);
         self
     }
 
@@ -278,9 +290,9 @@ impl StreamWriter {
             blob: Some(BlobPut {
                 namespace: self.target.name().to_owned(),
                 key: self.key.clone(),
-                condition: self.options.condition.clone(),
+                condition: self.options.write.condition.clone(),
                 blob,
-                ttl: self.options.ttl,
+                ttl: self.options.write.ttl,
             }),
             now_ms: storage.now_ms(),
             quota: self.quota,

@@ -74,12 +74,8 @@ macro_rules! streams_host {
 
             fn to_options(o: wit::StreamOptions) -> crate::engine::StreamOptions {
                 let mut options = crate::engine::StreamOptions::default();
-                options.ttl = o.ttl_ms.map(std::time::Duration::from_millis);
-                options.condition = o.condition.map(|c| match c {
-                    wit::Condition::Absent => Condition::Absent,
-                    wit::Condition::VersionEquals(v) => Condition::VersionEquals(v),
-                    wit::Condition::ValueEquals(v) => Condition::ValueEquals(v),
-                });
+                options.write.ttl = o.ttl_ms.map(std::time::Duration::from_millis);
+                options.write.condition = o.condition.map(Condition::from);
                 options.compress = o.compress;
                 options
             }

@@ -401,11 +401,9 @@ fn stage_stream<R: std::io::BufRead>(
     reader: &mut format::Reader<R>,
 ) -> Result<(), TransferError> {
     let namespace = Workspace::new(storage.clone(), staging.into()).namespace(&entry.ns)?;
-    let options = StreamOptions {
-        ttl,
-        condition: None,
-        compress: stream.compressed,
-    };
+    let mut options = StreamOptions::default();
+    options.write.ttl = ttl;
+    options.compress = stream.compressed;
     let mut writer =
         StreamWriter::open_with(namespace, &entry.key, options, QuotaRule::unlimited())?;
     let mut hash = Checksum::new();

@@ -9,7 +9,7 @@ use deadpool_postgres::Object;
 use super::quota::quota_at;
 use super::read::col;
 use super::retry::{BoxFuture, Failure};
-use super::txn::{CreateOrLock, rollback};
+use super::txn::{CreateOrLock, in_transaction};
 use super::{from_db, to_db};
 use crate::engine::backend::ChunkPut;
 use crate::engine::blob::{Loose, abandoned, too_many_writers};
@@ -34,24 +34,6 @@ pub(super) struct OpenBlob {
     pub ws: String,
     pub idle_until_ms: u64,
     pub max_open: u32,
-}
-
-/// Runs `body` in a transaction; rolls back if it fails.
-async fn in_transaction<T>(
-    c: &Object,
-    body: impl Future<Output = Result<T, Failure>>,
-) -> Result<T, Failure> {
-    c.batch_execute("BEGIN").await?;
-    match body.await {
-        Ok(answer) => {
-            c.batch_execute("COMMIT").await.map_err(Failure::Commit)?;
-            Ok(answer)
-        }
-        Err(e) => {
-            rollback(c).await;
-            Err(e)
-        }
-    }
 }
 
 pub(super) fn open_blob<'a>(

@@ -20,7 +20,7 @@ use deadpool_postgres::tokio_postgres::{self, types::ToSql};
 use super::quota::quota_at;
 use super::read::{blob_at, col, text, usage_at};
 use super::retry::{BoxFuture, Connection, Failure, failure_error, statement_error};
-use super::txn::{CreateOrLock, LOCK, Writes, rollback};
+use super::txn::{CreateOrLock, LOCK, Writes, in_transaction};
 use super::{PostgresBackend, from_db, to_db};
 use crate::engine::accounting::check_quota;
 use crate::engine::backend::{ExportSink, Exported, Publish, Published};
@@ -179,14 +179,8 @@ pub(super) fn publish<'a>(
     p: &'a Publish,
 ) -> BoxFuture<'a, Result<Published, Failure>> {
     Box::pin(async move {
-        c.batch_execute("BEGIN").await?;
-        match publish_in(c, p).await {
-            Ok(published) => Ok(published),
-            Err(e) => {
-                rollback(c).await;
-                Err(e)
-            }
-        }
+        let c = &*c;
+        in_transaction(c, publish_in(c, p)).await
     })
 }
 
@@ -362,7 +356,6 @@ async fn publish_in(c: &Object, p: &Publish) -> Result<Published, Failure> {
         &[&dst, &next],
     )
     .await?;
-    c.batch_execute("COMMIT").await.map_err(Failure::Commit)?;
     Ok(Published { written, expired })
 }
 

@@ -199,6 +199,26 @@ pub(super) async fn begin<A, B>(
     }
 }
 
+/// Runs `body` in a transaction: commits if it succeeds (a failed
+/// `COMMIT` is [`Failure::Commit`]: its outcome is unknown), rolls back if
+/// it fails.
+pub(super) async fn in_transaction<T>(
+    c: &Object,
+    body: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    c.batch_execute("BEGIN").await?;
+    match body.await {
+        Ok(answer) => {
+            c.batch_execute("COMMIT").await.map_err(Failure::Commit)?;
+            Ok(answer)
+        }
+        Err(e) => {
+            rollback(c).await;
+            Err(e)
+        }
+    }
+}
+
 /// Ends a transaction without writing (a request that was refused).
 pub(super) async fn rollback(c: &Object) {
     // A connection that cannot even roll back is lost; the retry loop
