@@ -144,24 +144,29 @@ fn in_a_child(test: &str, spec: &str) {
     );
 }
 
+/// The parent's side: runs `test` again as a child on `place` (named to it
+/// as `backend`), then checks what the child left behind.
+async fn measured_in_a_child(test: &'static str, backend: &str, place: Place) {
+    let spec = format!("{backend} {}", place.db_arg());
+    tokio::task::spawn_blocking(move || in_a_child(test, &spec))
+        .await
+        .unwrap();
+    let storage = place.open(StorageOptions::default());
+    assert_usage_is_exact(&storage, "files");
+    assert_eq!(audit(&storage, "files").loose_blobs, 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn redb_a_plugin_of_16_mib_streams_a_large_value_in_bounded_host_memory() {
     if let Ok(spec) = std::env::var(CHILD) {
         return child(&spec).await;
     }
-    let place = Place::redb_file();
-    let spec = format!("redb {}", place.db_arg());
-    tokio::task::spawn_blocking(move || {
-        in_a_child(
-            "redb_a_plugin_of_16_mib_streams_a_large_value_in_bounded_host_memory",
-            &spec,
-        )
-    })
-    .await
-    .unwrap();
-    let storage = place.open(StorageOptions::default());
-    assert_usage_is_exact(&storage, "files");
-    assert_eq!(audit(&storage, "files").loose_blobs, 0);
+    measured_in_a_child(
+        "redb_a_plugin_of_16_mib_streams_a_large_value_in_bounded_host_memory",
+        "redb",
+        Place::redb_file(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,18 +177,12 @@ async fn postgres_a_plugin_of_16_mib_streams_a_large_value_in_bounded_host_memor
     let Some(place) = Place::postgres() else {
         return;
     };
-    let spec = format!("postgres {}", place.db_arg());
-    tokio::task::spawn_blocking(move || {
-        in_a_child(
-            "postgres_a_plugin_of_16_mib_streams_a_large_value_in_bounded_host_memory",
-            &spec,
-        )
-    })
-    .await
-    .unwrap();
-    let storage = place.open(StorageOptions::default());
-    assert_usage_is_exact(&storage, "files");
-    assert_eq!(audit(&storage, "files").loose_blobs, 0);
+    measured_in_a_child(
+        "postgres_a_plugin_of_16_mib_streams_a_large_value_in_bounded_host_memory",
+        "postgres",
+        place,
+    )
+    .await;
 }
 
 /// A plugin's writes, finished or not, and what is left of them: an

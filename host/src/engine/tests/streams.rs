@@ -33,6 +33,20 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Asserts that a writer's `io::Write` call failed with the storage's
+/// [`StorageError::QuotaExceeded`].
+#[track_caller]
+fn assert_quota_refusal(result: std::io::Result<()>) {
+    let refused = result.unwrap_err();
+    let inner = refused
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<StorageError>());
+    assert!(
+        matches!(inner, Some(StorageError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
+}
+
 /// Writes `value` as a stream, in pieces of 100 KB.
 fn write(ns: &Namespace, key: &str, value: &[u8], options: StreamOptions) -> u64 {
     let mut writer = ns.write_stream(key, options).unwrap();
@@ -253,19 +267,12 @@ fn streams_count_against_the_quota_while_written_and_a_refusal_leaves_nothing(pl
         .unwrap();
     let ns = storage.workspace("w").unwrap().default_space().clone();
     let mut writer = ns.write_stream("big", StreamOptions::default()).unwrap();
-    // A chunk is stored while the writer takes the next: the refusal comes
-    // from the write after the one that fills it, or from `flush`.
+    // Chunks are stored while the writer takes the next ones: the refusal
+    // comes from a later write, or from `flush`, which waits for them.
     let refused = writer
         .write_all(&noise(4 * CHUNK_BYTES, 10))
-        .and_then(|()| writer.flush())
-        .unwrap_err();
-    let inner = refused
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<StorageError>());
-    assert!(
-        matches!(inner, Some(StorageError::QuotaExceeded(_))),
-        "{refused:?}"
-    );
+        .and_then(|()| writer.flush());
+    assert_quota_refusal(refused);
     assert!(writer.finish().is_err());
     let a = audit(&storage, "w");
     assert_eq!((a.chunk_rows, a.loose_blobs, a.rows), (0, 0, 0), "{a:?}");
@@ -438,17 +445,7 @@ fn replaced_values_kept_for_readers_count_against_stream_writes(place: &Place) {
     write(&ns, "f", &value, StreamOptions::default());
     write(&ns, "f", &value, StreamOptions::default());
     let mut writer = ns.write_stream("f", StreamOptions::default()).unwrap();
-    let refused = writer
-        .write_all(&value)
-        .and_then(|()| writer.flush())
-        .unwrap_err();
-    let inner = refused
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<StorageError>());
-    assert!(
-        matches!(inner, Some(StorageError::QuotaExceeded(_))),
-        "{refused:?}"
-    );
+    assert_quota_refusal(writer.write_all(&value).and_then(|()| writer.flush()));
     assert_eq!(read(&ns, "f").unwrap(), value);
     // Once the sweeper has taken the replaced values, there is room again.
     clock.advance(REPLACED_GRACE + SEC);
