@@ -40,7 +40,7 @@ mod types;
 mod workspace;
 
 #[cfg(any(test, feature = "testing"))]
-pub use backend::Audit;
+pub use backend::{Audit, RawStatement};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, ErrorKind, OpenError, StorageError};
 pub use limits::Limits;

@@ -64,7 +64,20 @@ pub struct StorageOptions {
     /// workspaces (exports, imports) keep their own memory flat; this bounds
     /// what the database caches of them. Ignored by PostgreSQL and memory.
     pub cache_size: Option<usize>,
+    /// redb: the most bytes (keys and values) the read cache of a snapshot
+    /// holds; 0 turns it off (default 8 MiB). Reads between two commits
+    /// share one snapshot of the database, and its cache keeps what reads of
+    /// it found, so reading the same keys again skips the B-tree. (A read
+    /// still running when a commit retires its snapshot keeps that snapshot,
+    /// and its cache, until it ends.) The writer
+    /// drops snapshot and cache together at every commit, before it
+    /// acknowledges any write of it, so a read still sees every write
+    /// acknowledged before it began. Ignored by PostgreSQL.
+    pub read_cache_bytes: usize,
 }
+
+/// The default of [`StorageOptions::read_cache_bytes`].
+pub const DEFAULT_READ_CACHE_BYTES: usize = 8 << 20;
 
 impl Default for StorageOptions {
     fn default() -> Self {
@@ -77,6 +90,7 @@ impl Default for StorageOptions {
             sweep_interval: Some(Duration::from_secs(1)),
             postgres: PostgresOptions::default(),
             cache_size: None,
+            read_cache_bytes: DEFAULT_READ_CACHE_BYTES,
         }
     }
 }

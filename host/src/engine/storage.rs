@@ -92,7 +92,7 @@ impl Storage {
     /// Creates an empty redb database that lives in memory and is gone when
     /// the last clone of this `Storage` is dropped.
     pub fn in_memory(options: StorageOptions) -> Result<Self, OpenError> {
-        let backend = RedbBackend::in_memory()?;
+        let backend = RedbBackend::in_memory(options.read_cache_bytes)?;
         Self::start(Arc::new(backend), options)
     }
 
@@ -290,6 +290,12 @@ impl Storage {
         }
     }
 
+    /// Whether reads are local (redb, in memory) rather than over a network
+    /// (PostgreSQL); see `Backend::reads_are_local`.
+    pub(crate) fn reads_are_local(&self) -> bool {
+        self.inner.backend.reads_are_local()
+    }
+
     /// The backend, for one call of it.
     pub(crate) fn backend(&self) -> &dyn Backend {
         #[cfg(any(test, feature = "testing"))]
@@ -318,6 +324,12 @@ impl Storage {
     #[cfg(any(test, feature = "testing"))]
     pub(crate) fn audit(&self, id: &str) -> Result<super::Audit, StorageError> {
         self.backend().audit(id, self.now_ms())
+    }
+
+    /// Sends one of the benchmark's bare statements (PostgreSQL only).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn raw_statement(&self, statement: &super::RawStatement) -> Result<(), StorageError> {
+        self.inner.backend.raw(statement)
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{Storage, StorageOptions};
 
-pub use crate::engine::{Audit, backend_calls_on_this_thread};
+pub use crate::engine::{Audit, RawStatement, backend_calls_on_this_thread};
 pub use faults::{Fault, FaultyDisk};
 pub use postgres::{Certificates, HeldWorkspace, Server, query_i64s, sql};
 

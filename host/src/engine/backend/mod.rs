@@ -268,6 +268,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// URL without its password).
     fn location(&self) -> &str;
 
+    /// Whether reads are answered from this process's memory or a local
+    /// file, never over a network, and wait for no other thread: the async
+    /// imports run them on the calling thread instead of tokio's blocking
+    /// pool.
+    fn reads_are_local(&self) -> bool;
+
     /// The live entry under a key.
     fn get(&self, ws: &str, ns: &str, key: &str, now_ms: u64) -> Result<Option<Row>, StorageError>;
 
@@ -411,6 +417,35 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// of it, so checks can compare the two. Reads everything the workspace
     /// stores.
     fn audit(&self, ws: &str, now_ms: u64) -> Result<Audit, StorageError>;
+
+    #[cfg(any(test, feature = "testing"))]
+    /// One statement of the benchmark's baseline, sent the way the backend
+    /// sends its own (PostgreSQL only: the same pool, retry and runner).
+    fn raw(&self, statement: &RawStatement) -> Result<(), StorageError>;
+}
+
+#[cfg(any(test, feature = "testing"))]
+/// A statement as bare as SQL allows, for the benchmark to compare the
+/// backend's own calls with.
+#[derive(Debug, Clone)]
+pub enum RawStatement {
+    /// A prepared `SELECT` of one entry's value, by its primary key.
+    Select {
+        /// The workspace.
+        ws: String,
+        /// The namespace (`""`: the default space).
+        ns: String,
+        /// The key.
+        key: String,
+    },
+    /// An autocommit `INSERT … ON CONFLICT DO UPDATE` of one row into a
+    /// two-column table of the benchmark's own (created if missing).
+    Upsert {
+        /// The row's key.
+        key: String,
+        /// Its value.
+        value: Vec<u8>,
+    },
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -423,7 +458,11 @@ pub struct Audit {
     pub expiring_rows: u64,
     /// The stored usage counters (which include unswept expired entries).
     pub stored_usage: Usage,
-    /// The sum of the stored per-namespace usage counters.
+    /// The sum of the stored per-namespace usage counters. redb keeps none
+    /// for the default space (its usage is the workspace's beyond the named
+    /// namespaces), so there its rows are counted instead: the invariant
+    /// that this equals `stored_usage` then says the derived figure is
+    /// exact.
     pub stored_namespace_usage: Usage,
     /// Live usage recounted from the entries themselves.
     pub recounted: Usage,

@@ -256,6 +256,15 @@ const REDB_LAYOUTS: &[RedbLayout] = &[
             quotas: true,
         },
     ),
+    (
+        4,
+        redb_schema_4,
+        Can {
+            namespaces: true,
+            expiry: true,
+            quotas: true,
+        },
+    ),
 ];
 
 /// Record format 1: a tag, the version and the expiry (0: none) as
@@ -297,6 +306,24 @@ fn redb_schema_1(path: &Path) {
         }
         txn.open_table(expiry).unwrap();
     }
+    txn.commit().unwrap();
+}
+
+/// Before the default space lost its usage row: schema 3's tables (the
+/// default space's usage row among them) and the tables of streamed values.
+fn redb_schema_4(path: &Path) {
+    redb_schema_3(path);
+    let chunks: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("cubby_chunks");
+    let loose: TableDefinition<(&str, u64), (u8, u64, u64)> =
+        TableDefinition::new("cubby_loose_blobs");
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(chunks).unwrap();
+    txn.open_table(loose).unwrap();
+    txn.open_table(V_META)
+        .unwrap()
+        .insert("schema_version", 4)
+        .unwrap();
     txn.commit().unwrap();
 }
 

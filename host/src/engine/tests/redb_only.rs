@@ -4,7 +4,7 @@
 use redb::TableDefinition;
 
 use super::*;
-use crate::engine::backend::redb::{ENTRIES, META, META_SCHEMA};
+use crate::engine::backend::redb::{ENTRIES, META, META_NEXT_VERSION, META_SCHEMA};
 use crate::{OpenError, StorageError};
 
 /// Writes to the database file at `path` with raw redb, behind the engine's
@@ -132,4 +132,59 @@ fn a_malformed_stored_record_is_an_error_not_a_panic() {
     ws.set("bad", b"good").unwrap();
     assert_eq!(ws.get("bad").unwrap().unwrap(), b"good");
     assert!(ws.delete("bad").unwrap());
+}
+
+/// The file's version counter is moved ahead in blocks, not on every
+/// commit: versions handed out still grow across a block's end, a reopen and
+/// a refused write, and never repeat.
+#[test]
+fn versions_grow_across_reserved_blocks_reopens_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let version_of = |storage: &Storage, key: &str| {
+        let ws = storage.workspace("w").unwrap();
+        ws.entry(key).unwrap().unwrap().version
+    };
+    let mut last = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 0..3 {
+        let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+        let ws = storage.workspace("w").unwrap();
+        // Past the end of at least one reserved block (65,536 versions).
+        for batch in 0..35 {
+            ws.set_many((0..1_000).map(|i| (format!("k{i}"), vec![round, batch])))
+                .unwrap();
+            let v = version_of(&storage, "k999");
+            assert!(v > last, "round {round}: {v} after {last}");
+            last = v;
+        }
+        // A refused write hands out no version that a later one repeats.
+        let refused = ws.set_with(
+            "k0",
+            "x",
+            crate::engine::WriteOptions::default().if_version(1),
+        );
+        assert!(
+            matches!(refused, Err(StorageError::Conflict { .. })),
+            "{refused:?}"
+        );
+        let v = ws.set("fresh", "y").unwrap();
+        assert!(
+            v > last && seen.insert(v),
+            "round {round}: {v} after {last}"
+        );
+        last = v;
+        // The stored mark is at or past every version handed out.
+        drop((ws, storage));
+        let db = redb::Database::create(&path).unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let mark = txn
+            .open_table(META)
+            .unwrap()
+            .get(META_NEXT_VERSION)
+            .unwrap()
+            .unwrap()
+            .value();
+        assert!(mark > last, "mark {mark} not past {last}");
+    }
 }

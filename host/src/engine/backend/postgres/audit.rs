@@ -5,7 +5,42 @@ use deadpool_postgres::Object;
 use super::read::{col, usage_at};
 use super::retry::{BoxFuture, Failure};
 use super::{from_db, to_db};
-use crate::engine::backend::Audit;
+use crate::engine::backend::{Audit, RawStatement};
+
+/// Sends one of the benchmark's bare statements.
+pub(super) fn raw<'a>(
+    c: &'a mut Object,
+    statement: &'a RawStatement,
+) -> BoxFuture<'a, Result<(), Failure>> {
+    Box::pin(async move {
+        match statement {
+            RawStatement::Select { ws, ns, key } => {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT value FROM cubby_entries
+                         WHERE workspace = $1 AND namespace = $2 AND key = $3",
+                    )
+                    .await?;
+                c.query_opt(&stmt, &[&ws.as_bytes(), &ns.as_bytes(), &key.as_bytes()])
+                    .await?;
+            }
+            RawStatement::Upsert { key, value } => {
+                c.batch_execute(
+                    "CREATE TABLE IF NOT EXISTS cubby_bench_raw (k BYTEA PRIMARY KEY, v BYTEA)",
+                )
+                .await?;
+                let stmt = c
+                    .prepare_cached(
+                        "INSERT INTO cubby_bench_raw (k, v) VALUES ($1, $2)
+                         ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+                    )
+                    .await?;
+                c.execute(&stmt, &[&key.as_bytes(), value]).await?;
+            }
+        }
+        Ok(())
+    })
+}
 
 pub(super) fn audit<'a>(
     c: &'a mut Object,

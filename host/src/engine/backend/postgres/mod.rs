@@ -204,10 +204,13 @@ impl Backend for PostgresBackend {
         &self.location
     }
 
+    fn reads_are_local(&self) -> bool {
+        false
+    }
+
     fn get(&self, ws: &str, ns: &str, key: &str, now_ms: u64) -> Result<Option<Row>, StorageError> {
         let keys = vec![key.to_owned()];
-        let mut rows = self.request(&read::Keys::new(ws, ns, keys, now_ms), read::get_many)?;
-        Ok(rows.pop().flatten())
+        self.request(&read::Keys::new(ws, ns, keys, now_ms), read::get_one)
     }
 
     fn get_many(
@@ -425,5 +428,10 @@ impl Backend for PostgresBackend {
     #[cfg(any(test, feature = "testing"))]
     fn audit(&self, ws: &str, now_ms: u64) -> Result<super::Audit, StorageError> {
         self.request(&(ws.to_owned(), now_ms), audit::audit)
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    fn raw(&self, statement: &super::RawStatement) -> Result<(), StorageError> {
+        self.request(statement, audit::raw)
     }
 }

@@ -117,6 +117,31 @@ pub(super) fn get_many<'a>(
     })
 }
 
+/// The live entry under the one key of `a` (a statement of its own: no
+/// array to encode and match, no map of the rows found).
+pub(super) fn get_one<'a>(
+    c: &'a mut Object,
+    a: &'a Keys,
+) -> BoxFuture<'a, Result<Option<Row>, Failure>> {
+    Box::pin(async move {
+        let stmt = c
+            .prepare_cached(
+                "SELECT value, version, expires_at, blob FROM cubby_entries
+                 WHERE workspace = $1 AND namespace = $2 AND key = $3
+                   AND (expires_at IS NULL OR expires_at > $4)",
+            )
+            .await?;
+        let key = a.keys.first().map_or(&[][..], |k| k.as_bytes());
+        let row = c
+            .query_opt(
+                &stmt,
+                &[&a.ws.as_bytes(), &a.ns.as_bytes(), &key, &to_db(a.now_ms)],
+            )
+            .await?;
+        row.map(|r| row_at(&r, 0)).transpose()
+    })
+}
+
 /// One page of a listing.
 pub(super) struct Listing {
     pub ws: String,

@@ -15,12 +15,19 @@ pub(crate) fn audit(db: &redb::Database, ws: &str, now_ms: u64) -> Result<Audit,
     let mut audit = Audit::default();
     for row in txn.open_table(ENTRIES)?.range((ws, "", "")..)? {
         let (k, v) = row?;
-        let (w, _, key) = k.value();
+        let (w, ns, key) = k.value();
         if w != ws {
             break;
         }
         audit.rows += 1;
         let raw = v.value();
+        if ns.is_empty() {
+            // The default space has no counter of its own: what the
+            // workspace's counts beyond the named namespaces is its, so its
+            // rows are counted here (expired ones too, as counters do).
+            audit.stored_namespace_usage.keys += 1;
+            audit.stored_namespace_usage.bytes += entry_bytes(key, stored_value_len(raw) as usize);
+        }
         if Record::decode(raw).is_ok_and(|r| !r.is_live(now_ms)) {
             continue;
         }

@@ -43,7 +43,7 @@ use crate::engine::{
 };
 
 #[cfg(test)]
-pub(crate) use schema::{ENTRIES, META, META_SCHEMA, SCHEMA_VERSION};
+pub(crate) use schema::{ENTRIES, META, META_NEXT_VERSION, META_SCHEMA, SCHEMA_VERSION};
 
 /// A redb database and its writer thread.
 pub(crate) struct RedbBackend {
@@ -101,23 +101,38 @@ impl RedbBackend {
     /// Opens the database with `opener`, which also reopens it after an I/O
     /// failure (see `handle.rs`); `path` names it in messages.
     fn open_with(path: &Path, options: &StorageOptions, opener: Opener) -> Result<Self, OpenError> {
-        Self::start(Handle::open(opener)?, path, options.durability)
+        Self::start(
+            Handle::open(opener)?,
+            path,
+            options.durability,
+            options.read_cache_bytes,
+        )
     }
 
-    /// A fresh database in memory.
-    pub fn in_memory() -> Result<Self, OpenError> {
+    /// A fresh database in memory, with a read cache of `read_cache_bytes`.
+    pub fn in_memory(read_cache_bytes: usize) -> Result<Self, OpenError> {
         let path = Path::new(":memory:");
         let db = open_checked(path, || {
             redb::Database::builder().create_with_backend(::redb::backends::InMemoryBackend::new())
         })?;
         // Nothing is fsync'd in memory; relaxed commits would only delay the
         // freeing of pages.
-        Self::start(Handle::fixed(db), path, Durability::Durable)
+        Self::start(
+            Handle::fixed(db),
+            path,
+            Durability::Durable,
+            read_cache_bytes,
+        )
     }
 
-    fn start(db: Handle, path: &Path, durability: Durability) -> Result<Self, OpenError> {
+    fn start(
+        db: Handle,
+        path: &Path,
+        durability: Durability,
+        read_cache_bytes: usize,
+    ) -> Result<Self, OpenError> {
         let db = Arc::new(db);
-        let snapshots = Arc::new(Snapshots::default());
+        let snapshots = Arc::new(Snapshots::new(read_cache_bytes));
         let counters = Arc::new(Counters::default());
         let shared = Shared {
             db: db.clone(),
@@ -183,6 +198,10 @@ impl RedbBackend {
 impl Backend for RedbBackend {
     fn location(&self) -> &str {
         &self.location
+    }
+
+    fn reads_are_local(&self) -> bool {
+        true
     }
 
     fn get(&self, ws: &str, ns: &str, key: &str, now_ms: u64) -> Result<Option<Row>, StorageError> {
@@ -346,5 +365,10 @@ impl Backend for RedbBackend {
     #[cfg(any(test, feature = "testing"))]
     fn audit(&self, ws: &str, now_ms: u64) -> Result<super::Audit, StorageError> {
         audit::audit(&*self.db.get()?, ws, now_ms)
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    fn raw(&self, _: &super::RawStatement) -> Result<(), StorageError> {
+        Err(StorageError::internal("raw statements are PostgreSQL's"))
     }
 }

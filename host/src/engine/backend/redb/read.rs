@@ -9,7 +9,6 @@ use redb::ReadableTable;
 use super::record::Record;
 use super::schema::{CHUNKS, EXPIRY, ExpiryKey, NS_USAGE, QUOTAS, USAGE, expired_range};
 use super::snapshot::Snapshot;
-use super::tables::row_at;
 use crate::engine::accounting::live;
 use crate::engine::backend::{ExportSink, Exported, Page, Row};
 use crate::engine::{Quota, StorageError, TransferError, Usage};
@@ -21,7 +20,7 @@ pub(crate) fn get(
     key: &str,
     now_ms: u64,
 ) -> Result<Option<Row>, StorageError> {
-    Ok(row_at(&snap.entries, ws, ns, key)?.filter(|r| r.is_live(now_ms)))
+    Ok(snap.row(ws, ns, key)?.filter(|r| r.is_live(now_ms)))
 }
 
 pub(crate) fn get_many(
@@ -32,7 +31,7 @@ pub(crate) fn get_many(
     now_ms: u64,
 ) -> Result<Vec<Option<Row>>, StorageError> {
     keys.iter()
-        .map(|key| Ok(row_at(&snap.entries, ws, ns, key)?.filter(|r| r.is_live(now_ms))))
+        .map(|key| Ok(snap.row(ws, ns, key)?.filter(|r| r.is_live(now_ms))))
         .collect()
 }
 
@@ -111,11 +110,33 @@ pub(crate) fn usage(
     now_ms: u64,
 ) -> Result<Usage, StorageError> {
     let txn = &snap.txn;
-    let stored = match ns {
-        None => txn.open_table(USAGE)?.get(ws)?.map(|g| g.value()),
-        Some(ns) => txn.open_table(NS_USAGE)?.get((ws, ns))?.map(|g| g.value()),
+    let total = || -> Result<(u64, u64), StorageError> {
+        Ok(txn
+            .open_table(USAGE)?
+            .get(ws)?
+            .map_or((0, 0), |g| g.value()))
     };
-    let (keys, bytes) = stored.unwrap_or((0, 0));
+    let (keys, bytes) = match ns {
+        None => total()?,
+        Some("") => {
+            // The default space holds what the named namespaces do not.
+            let (mut keys, mut bytes) = total()?;
+            for row in txn.open_table(NS_USAGE)?.range((ws, "")..)? {
+                let (k, v) = row?;
+                if k.value().0 != ws {
+                    break;
+                }
+                let (named_keys, named_bytes) = v.value();
+                keys = keys.saturating_sub(named_keys);
+                bytes = bytes.saturating_sub(named_bytes);
+            }
+            (keys, bytes)
+        }
+        Some(ns) => txn
+            .open_table(NS_USAGE)?
+            .get((ws, ns))?
+            .map_or((0, 0), |g| g.value()),
+    };
     let expiry = txn.open_table(EXPIRY)?;
     let gone = expired_unswept(&expiry, ws, ns, now_ms)?;
     Ok(live(Usage { keys, bytes }, gone))

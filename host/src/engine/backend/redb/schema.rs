@@ -1,13 +1,16 @@
 //! The redb database's tables, its schema version, and opening a file.
 //!
-//! # Schema version 4
+//! # Schema version 5
 //! - `cubby_entries`: `(workspace, namespace, key)` → record (`record.rs`).
 //!   The key is a redb tuple, so no two distinct triples can alias, whatever
 //!   bytes they hold. The namespace `""` is the workspace's default space.
 //! - `cubby_usage`: `workspace` → `(keys, bytes)`, and
-//!   `cubby_namespace_usage`: `(workspace, namespace)` → `(keys, bytes)`,
-//!   changed in the same transaction as every write. They count every stored
-//!   record, including expired ones not swept yet.
+//!   `cubby_namespace_usage`: `(workspace, namespace)` → `(keys, bytes)` for
+//!   named namespaces, changed in the same transaction as every write. They
+//!   count every stored record, including expired ones not swept yet. The
+//!   default space has no row (since version 5): its usage is the
+//!   workspace's less its named namespaces', so a write to it changes one
+//!   counter, not two.
 //! - `cubby_expiry_by_workspace`: `(workspace, expires_at_ms, namespace,
 //!   key)` → bytes, the index through which expired entries are found per
 //!   workspace without a full scan.
@@ -20,8 +23,12 @@
 //!   blobs no entry holds: a write in progress (kind 0; abandoned after
 //!   `until_ms`) or a replaced value kept for its readers (kind 1; removed
 //!   after `until_ms`), and the bytes of their chunks (added in version 4).
-//! - `cubby_meta`: the schema version and the next entry version (one
-//!   counter for the whole file, so versions never repeat).
+//! - `cubby_meta`: the schema version and `next_version`, a mark no entry
+//!   version at or above which has been handed out (one counter for the
+//!   whole file, so versions never repeat). The writer moves it ahead a
+//!   block at a time, in the commit that hands out the first version past
+//!   it (`writer.rs`); a file written before that holds the next version
+//!   itself, which is such a mark too.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,8 +41,9 @@ use crate::engine::accounting::entry_bytes;
 
 /// The schema version this build reads and writes. Older files (version 1:
 /// Cubby 0.1; version 2: before stored quotas; version 3: before streamed
-/// values) are upgraded in place when opened.
-pub(crate) const SCHEMA_VERSION: u64 = 4;
+/// values; version 4: with a usage row for the default space) are upgraded
+/// in place when opened.
+pub(crate) const SCHEMA_VERSION: u64 = 5;
 
 pub(crate) type EntryKey = (&'static str, &'static str, &'static str);
 pub(crate) type ExpiryKey = (&'static str, u64, &'static str, &'static str);
@@ -95,13 +103,15 @@ pub(crate) fn init(db: &redb::Database, path: &Path) -> Result<(), OpenError> {
             // opens on a full disk).
             Some(SCHEMA_VERSION) if !missing_table => return Ok(Ok(())),
             Some(SCHEMA_VERSION) => {}
-            Some(old @ (1..=3)) => {
+            Some(old @ (1..=4)) => {
                 if old == 1 {
                     // 0.1 wrote no expiries and no named namespaces; its
                     // time-first expiry index is replaced and the derived
                     // tables are rebuilt from the entries.
                     txn.delete_table(EXPIRY_V1)?;
                     rebuild_derived(&txn)?;
+                } else {
+                    drop_default_space_rows(&txn)?;
                 }
                 // Versions 3 and 4 only add tables (quotas; chunks and
                 // loose blobs), created below.
@@ -156,12 +166,13 @@ fn rebuild_derived(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
             let (ws, ns, key) = k.value();
             let raw = v.value();
             let bytes = entry_bytes(key, stored_value_len(raw) as usize);
-            for counts in [
-                usage.entry(ws.to_owned()).or_default(),
-                ns_usage.entry((ws.to_owned(), ns.to_owned())).or_default(),
-            ] {
-                counts.0 += 1;
-                counts.1 += bytes;
+            let total = usage.entry(ws.to_owned()).or_default();
+            total.0 += 1;
+            total.1 += bytes;
+            if !ns.is_empty() {
+                let named = ns_usage.entry((ws.to_owned(), ns.to_owned())).or_default();
+                named.0 += 1;
+                named.1 += bytes;
             }
             if let Some(at) = Record::decode(raw).ok().and_then(|r| r.expires_at_ms) {
                 expiring.push((ws.to_owned(), at, ns.to_owned(), key.to_owned(), bytes));
@@ -183,6 +194,14 @@ fn rebuild_derived(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     for (ws, at, ns, key, bytes) in &expiring {
         table.insert((ws.as_str(), *at, ns.as_str(), key.as_str()), bytes)?;
     }
+    Ok(())
+}
+
+/// Removes the default space's usage rows, which files before version 5
+/// kept (the workspace's row already counts what they did).
+fn drop_default_space_rows(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(NS_USAGE)?
+        .retain(|(_, ns), _| !ns.is_empty())?;
     Ok(())
 }
 

@@ -115,15 +115,16 @@ impl<'t> Tables<'t> {
     }
 
     /// Adds a request's change to the stored usage of the workspace and its
-    /// namespaces. A namespace's row is removed when it holds nothing; the
-    /// workspace's row is kept.
+    /// named namespaces (the default space's is what the workspace's holds
+    /// beyond them, so a write to it changes one counter). A namespace's row
+    /// is removed when it holds nothing; the workspace's row is kept.
     pub fn account(&mut self, ws: &str, change: &UsageChange) -> Result<(), StorageError> {
         let total = change.total();
         if !total.is_zero() {
             let usage = total.applied_to(self.stored_usage(ws)?);
             self.usage.insert(ws, (usage.keys, usage.bytes))?;
         }
-        for (ns, delta) in change.per_namespace() {
+        for (ns, delta) in change.per_namespace().filter(|(ns, _)| !ns.is_empty()) {
             let stored = usage_of(self.ns_usage.get((ws, ns))?.map(|g| g.value()));
             let usage = delta.applied_to(stored);
             if usage.keys == 0 {
