@@ -3,8 +3,8 @@
 //! `Engine`, `Linker` and `Store`.
 //!
 //! As in `wasmtime-wasi`, the items at this level are for async embeddings
-//! (`instantiate_async`, `call_handle(..).await`; the storage imports run
-//! on tokio's blocking pool, see [`add_to_linker_async`](crate::add_to_linker_async)),
+//! (`instantiate_async`, `call_handle(..).await`; how the storage imports
+//! run is in [`add_to_linker_async`](crate::add_to_linker_async)),
 //! and [`sync`] has the same for sync embeddings
 //! ([`add_to_linker`](crate::add_to_linker)).
 //!

@@ -96,6 +96,29 @@ impl StorageCtx {
     }
 }
 
+impl StorageCtx {
+    /// Runs one engine call that only reads: on this thread when the
+    /// workspace's database is local (such a read waits for no other thread
+    /// and no network, like reading a file), else on tokio's blocking pool
+    /// as [`offload`](Self::offload) does.
+    pub(crate) fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Workspace) -> Result<T, StorageError> + Send + 'static,
+    ) -> impl Future<Output = Result<T, StorageError>> + Send + 'static {
+        let workspace = self.workspace.clone();
+        read(workspace.storage().reads_are_local(), move || f(&workspace))
+    }
+}
+
+/// Runs one engine call that only reads: on this thread if `local`, else on
+/// tokio's blocking pool.
+pub(crate) async fn read<T: Send + 'static>(
+    local: bool,
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    if local { f() } else { blocking(f).await }
+}
+
 /// A set of bucket names, shared by every store of a runtime.
 pub(crate) fn bucket_set<S: Into<String>>(
     names: impl IntoIterator<Item = S>,

@@ -8,7 +8,8 @@
 //! `storage_host!`, so the two cannot drift apart. The sync flavour calls
 //! the engine directly (it blocks, so call plugins from a thread that may
 //! block, as [`Runtime`](crate::Runtime) does); the async flavour runs each
-//! call on tokio's blocking pool.
+//! write, and every call to a remote database, on tokio's blocking pool, and
+//! reads of a local one (`read!`) on the calling thread.
 
 use std::time::Duration;
 
@@ -54,6 +55,13 @@ macro_rules! storage_host {
             macro_rules! call {
                 ($ctx:ident, $f:expr) => {
                     storage_host!(@run $ctx, $f $(, $async)?)
+                };
+            }
+
+            /// Runs one engine call that only reads, for this flavour.
+            macro_rules! read {
+                ($ctx:ident, $f:expr) => {
+                    storage_host!(@read $ctx, $f $(, $async)?)
                 };
             }
 
@@ -117,12 +125,12 @@ macro_rules! storage_host {
             impl wit::Host for StorageCtx {
                 $($async)? fn get(&mut self, ns: String, key: String)
                     -> Result<Option<Vec<u8>>, StorageError> {
-                    call!(self, move |ws| in_ns(ws, &ns, |n| n.get(&key)))
+                    read!(self, move |ws| in_ns(ws, &ns, |n| n.get(&key)))
                 }
 
                 $($async)? fn get_entry(&mut self, ns: String, key: String)
                     -> Result<Option<wit::Entry>, StorageError> {
-                    call!(self, move |ws| in_ns(ws, &ns, |n| Ok(n.entry(&key)?.map(to_entry))))
+                    read!(self, move |ws| in_ns(ws, &ns, |n| Ok(n.entry(&key)?.map(to_entry))))
                 }
 
                 $($async)? fn get_and_renew(&mut self, ns: String, key: String, ttl_ms: u64)
@@ -134,7 +142,7 @@ macro_rules! storage_host {
 
                 $($async)? fn exists(&mut self, ns: String, key: String)
                     -> Result<bool, StorageError> {
-                    call!(self, move |ws| in_ns(ws, &ns, |n| n.exists(&key)))
+                    read!(self, move |ws| in_ns(ws, &ns, |n| n.exists(&key)))
                 }
 
                 $($async)? fn set(
@@ -181,7 +189,7 @@ macro_rules! storage_host {
 
                 $($async)? fn get_many(&mut self, ns: String, keys: Vec<String>)
                     -> Result<Vec<Option<Vec<u8>>>, StorageError> {
-                    call!(self, move |ws| in_ns(ws, &ns, |n| n.get_many(&keys)))
+                    read!(self, move |ws| in_ns(ws, &ns, |n| n.get_many(&keys)))
                 }
 
                 $($async)? fn set_many(&mut self, ns: String, entries: Vec<(String, Vec<u8>)>)
@@ -209,14 +217,14 @@ macro_rules! storage_host {
                     cursor: Option<String>,
                     limit: Option<u32>,
                 ) -> Result<wit::KeyPage, StorageError> {
-                    call!(self, move |ws| in_ns(ws, &ns, |n| {
+                    read!(self, move |ws| in_ns(ws, &ns, |n| {
                         Ok(to_key_page(n.list_keys(prefix.as_deref(), cursor.as_deref(), limit)?))
                     }))
                 }
 
                 $($async)? fn list_namespaces(&mut self, cursor: Option<String>, limit: Option<u32>)
                     -> Result<wit::KeyPage, StorageError> {
-                    call!(self, move |ws| Ok(to_key_page(ws.namespaces(cursor.as_deref(), limit)?)))
+                    read!(self, move |ws| Ok(to_key_page(ws.namespaces(cursor.as_deref(), limit)?)))
                 }
 
                 $($async)? fn clear(&mut self, ns: String) -> Result<wit::Cleared, StorageError> {
@@ -228,7 +236,7 @@ macro_rules! storage_host {
 
                 $($async)? fn usage(&mut self, ns: Option<String>)
                     -> Result<wit::UsageCounts, StorageError> {
-                    call!(self, move |ws| {
+                    read!(self, move |ws| {
                         let u = match ns {
                             None => ws.usage()?,
                             Some(ns) => ws.namespace(&ns)?.usage()?,
@@ -242,7 +250,7 @@ macro_rules! storage_host {
                     // be read, the plugin is told the default (writes are
                     // still checked against the stored one).
                     let limits = self.workspace().storage().limits().clone();
-                    let quota = call!(self, |ws: &Workspace| ws.quota()).unwrap_or_else(|e| {
+                    let quota = read!(self, |ws: &Workspace| ws.quota()).unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "could not read the workspace's quota");
                         limits.default_quota()
                     });
@@ -289,6 +297,12 @@ macro_rules! storage_host {
     };
     (@run $ctx:ident, $f:expr, async) => {
         $ctx.offload($f).await
+    };
+    (@read $ctx:ident, $f:expr) => {
+        run_now($ctx.workspace(), $f)
+    };
+    (@read $ctx:ident, $f:expr, async) => {
+        $ctx.read($f).await
     };
 }
 

@@ -56,9 +56,12 @@ pub fn add_to_linker_for<T: Send + 'static>(
 /// Adds the same imports as [`add_to_linker`] to a linker used with
 /// wasmtime's async API (`instantiate_async`, `call_async`, and the `async`
 /// bindings in [`bindings`]); `get` finds the [`StorageCtx`] in the store's
-/// data. Every import that reaches the database runs on tokio's blocking
-/// pool, so it never blocks the executor's threads. Must be used inside a
-/// tokio runtime.
+/// data. Writes, and every call to a remote database (PostgreSQL), run on
+/// tokio's blocking pool, so they never block the executor's threads while
+/// they wait for a commit or the network; reads of a local database (redb,
+/// in memory) run on the calling task's thread, as reading a file would,
+/// because the hand-off to the blocking pool and back costs tens of
+/// microseconds, many times the read. Must be used inside a tokio runtime.
 pub fn add_to_linker_async<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut StorageCtx,

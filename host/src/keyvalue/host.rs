@@ -2,7 +2,8 @@
 //! share is written once in `kv_host!`, and each version adds its cursors
 //! and counters (and `0.2.0-draft2` its `cas`); each version is expanded in
 //! the sync flavour (engine calls on this thread) and the async flavour
-//! (engine calls on tokio's blocking pool).
+//! (writes, and every call to a remote database, on tokio's blocking pool;
+//! reads of a local one on the calling thread).
 
 use wasmtime::component::{Linker, Resource};
 
@@ -19,6 +20,19 @@ macro_rules! run {
     ($f:expr, async) => {
         blocking($f).await
     };
+}
+
+/// Runs one engine call that only reads namespace `$ns`: on this thread
+/// (sync, or async with a local database) or on the blocking pool (async
+/// with a remote one).
+macro_rules! read {
+    ($ns:ident, $f:expr) => {
+        now($f)
+    };
+    ($ns:ident, $f:expr, async) => {{
+        let local = $ns.storage().reads_are_local();
+        crate::context::read(local, $f).await
+    }};
 }
 
 /// Runs one engine call of the sync flavour, on this thread.
@@ -60,7 +74,7 @@ macro_rules! kv_host {
                 $($async)? fn get(&mut self, bucket: Resource<Bucket>, key: String)
                     -> Result<Option<Vec<u8>>, KvError> {
                     let ns = self.bucket(&bucket)?;
-                    Ok(run!(move || ns.get(&key) $(, $async)?)?)
+                    Ok(read!(ns, move || ns.get(&key) $(, $async)?)?)
                 }
 
                 $($async)? fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>)
@@ -80,7 +94,7 @@ macro_rules! kv_host {
                 $($async)? fn exists(&mut self, bucket: Resource<Bucket>, key: String)
                     -> Result<bool, KvError> {
                     let ns = self.bucket(&bucket)?;
-                    Ok(run!(move || ns.exists(&key) $(, $async)?)?)
+                    Ok(read!(ns, move || ns.exists(&key) $(, $async)?)?)
                 }
 
                 kv_host!(@list_keys $version $(, $async)?);
@@ -129,7 +143,7 @@ macro_rules! kv_host {
         $($async)? fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>)
             -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
             let ns = self.bucket(&bucket)?;
-            Ok(run!(move || {
+            Ok(read!(ns, move || {
                 let values = ns.get_many(&keys)?;
                 Ok(keys.into_iter().zip(values).map(|(key, value)| value.map(|v| (key, v))).collect())
             } $(, $async)?)?)
@@ -141,7 +155,7 @@ macro_rules! kv_host {
         $($async)? fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>)
             -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
             let ns = self.bucket(&bucket)?;
-            Ok(run!(move || {
+            Ok(read!(ns, move || {
                 let values = ns.get_many(&keys)?;
                 Ok(keys.into_iter().zip(values).collect())
             } $(, $async)?)?)
@@ -156,7 +170,7 @@ macro_rules! kv_host {
             let open = self.table.get(&bucket)?;
             let after = cursor.map(|n| open.cursors.resolve(n)).transpose()?;
             let ns = open.namespace.clone();
-            let page = run!(move || ns.list_keys(None, after.as_deref(), None) $(, $async)?)?;
+            let page = read!(ns, move || ns.list_keys(None, after.as_deref(), None) $(, $async)?)?;
             let cursor = match page.cursor {
                 Some(next) => Some(self.table.get_mut(&bucket)?.cursors.issue(next)),
                 None => None,
@@ -170,7 +184,7 @@ macro_rules! kv_host {
         $($async)? fn list_keys(&mut self, bucket: Resource<Bucket>, cursor: Option<String>)
             -> Result<kv::store::KeyResponse, KvError> {
             let ns = self.bucket(&bucket)?;
-            let page = run!(move || ns.list_keys(None, cursor.as_deref(), None) $(, $async)?)?;
+            let page = read!(ns, move || ns.list_keys(None, cursor.as_deref(), None) $(, $async)?)?;
             Ok(kv::store::KeyResponse { keys: page.keys, cursor: page.cursor })
         }
     };

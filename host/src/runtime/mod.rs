@@ -27,6 +27,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
 pub use error::{CallError, LoadError, RuntimeError};
+use plugin::Handler;
 pub use plugin::{Plugin, RunOutput};
 
 use crate::bindings::sync::PluginPre;
@@ -98,8 +99,11 @@ impl RuntimeBuilder {
     /// bounds checks), up to 4 memories per instance (a component with more
     /// fails to load), so the default reserves about 1.6 TiB of the 128 TiB a
     /// 64-bit Linux process has. Memory is only resident while slots are in
-    /// use, and up to 64 KiB of each slot used before stays resident so that
-    /// the next call need not fault it in again.
+    /// use. Up to 1 MiB of each slot used before stays resident (64 KiB on
+    /// Linux before 6.7 and other systems) so that the next call need not
+    /// fault it in again; before a slot is reused, every page a call wrote is
+    /// reset to the plugin's initial memory, so nothing of one call is
+    /// visible to the next.
     ///
     /// Ignored with [`engine`](Self::engine) (the embedder's engine decides).
     pub fn max_instances(mut self, instances: u32) -> Self {
@@ -194,19 +198,7 @@ impl RuntimeBuilder {
             Some(engine) => engine,
             None => self.new_engine()?,
         };
-        let linker = |shape| {
-            let mut linker = Linker::<HostState>::new(&engine);
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-                .and_then(|()| {
-                    crate::add_to_linker_for(&mut linker, |s: &mut HostState| &mut s.storage, shape)
-                })
-                .map(|()| linker)
-                .map_err(|e| RuntimeError::Engine(e.into()))
-        };
-        let linkers = Linkers {
-            upstream: linker(GetManyShape::Upstream)?,
-            spin: linker(GetManyShape::Spin)?,
-        };
+        let linkers = Linkers::new(&engine).map_err(|e| RuntimeError::Engine(e.into()))?;
         epoch::keep_ticking(&engine).map_err(|e| RuntimeError::Engine(e.into()))?;
         let pooled = self.pooling && !own_engine;
         let slots = pooled.then(|| Arc::new(Semaphore::new(self.max_instances as usize)));
@@ -261,7 +253,13 @@ const MAX_TABLES_PER_INSTANCE: u32 = 16;
 /// Most core module instances one pooled instance may have (a Rust plugin
 /// has a handful; plugins built by other languages' toolchains more).
 const MAX_CORE_INSTANCES_PER_INSTANCE: u32 = 64;
-/// How much of a used memory slot stays resident for the next instance.
+/// How much of a used memory slot stays resident for the next instance
+/// where Linux's `PAGEMAP_SCAN` (kernel 6.7 and later) tells which pages a
+/// call wrote: only those are reset, by copying or zeroing, so the next
+/// instance finds them mapped instead of faulting them in again.
+const KEEP_RESIDENT_SCANNED: usize = 1 << 20;
+/// How much stays resident without `PAGEMAP_SCAN`, where every byte kept is
+/// reset on every call whether it was written or not.
 const KEEP_RESIDENT: usize = 64 << 10;
 
 /// The instance pool for `instances` concurrent instances, each within the
@@ -276,8 +274,13 @@ fn pool_config(instances: u32) -> wasmtime::InstanceAllocationStrategy {
         .total_tables(instances.saturating_mul(MAX_TABLES_PER_INSTANCE))
         .max_tables_per_component(MAX_TABLES_PER_INSTANCE)
         .total_stacks(instances)
-        .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT);
+    if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(wasmtime::Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT_SCANNED);
+    } else {
+        pool.linear_memory_keep_resident(KEEP_RESIDENT);
+    }
     wasmtime::InstanceAllocationStrategy::Pooling(pool)
 }
 
@@ -311,18 +314,59 @@ struct RuntimeInner {
 }
 
 /// A linker for each shape of `wasi:keyvalue`'s draft2 `get-many`: a
-/// component is pre-instantiated with the one it imports.
+/// component is pre-instantiated with the one it imports; for the sync
+/// entry points (`call_blocking`, `run`) and for the async `call`, which runs
+/// the plugin on the awaiting task.
 struct Linkers {
-    upstream: Linker<HostState>,
-    spin: Linker<HostState>,
+    /// By flavour (sync, on the task), then by shape (upstream, Spin's).
+    by: [[Linker<HostState>; 2]; 2],
+}
+
+/// Which of wasmtime's APIs a linker's imports are for.
+#[derive(Clone, Copy)]
+enum Flavour {
+    /// `call_blocking` and `run`: imports that block their thread.
+    Sync = 0,
+    /// The async `call`, on the awaiting task.
+    OnTask = 1,
 }
 
 impl Linkers {
-    fn of(&self, shape: GetManyShape) -> &Linker<HostState> {
-        match shape {
-            GetManyShape::Upstream => &self.upstream,
-            GetManyShape::Spin => &self.spin,
+    fn new(engine: &Engine) -> wasmtime::Result<Self> {
+        fn storage(s: &mut HostState) -> &mut crate::StorageCtx {
+            &mut s.storage
         }
+        let one = |flavour, shape| -> wasmtime::Result<Linker<HostState>> {
+            let mut linker = Linker::new(engine);
+            match flavour {
+                Flavour::Sync => {
+                    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+                    crate::add_to_linker_for(&mut linker, storage, shape)?;
+                }
+                Flavour::OnTask => {
+                    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+                    crate::add_to_linker_async_for(&mut linker, storage, shape)?;
+                }
+            }
+            Ok(linker)
+        };
+        let both = |flavour| -> wasmtime::Result<[Linker<HostState>; 2]> {
+            Ok([
+                one(flavour, GetManyShape::Upstream)?,
+                one(flavour, GetManyShape::Spin)?,
+            ])
+        };
+        Ok(Self {
+            by: [both(Flavour::Sync)?, both(Flavour::OnTask)?],
+        })
+    }
+
+    fn of(&self, flavour: Flavour, shape: GetManyShape) -> &Linker<HostState> {
+        let shape = match shape {
+            GetManyShape::Upstream => 0,
+            GetManyShape::Spin => 1,
+        };
+        &self.by[flavour as usize][shape]
     }
 }
 
@@ -434,16 +478,16 @@ impl Runtime {
                 source,
             }
         })?;
-        let pre: InstancePre<HostState> = self
-            .inner
-            .linkers
-            .of(shape)
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::UnsatisfiedImport {
-                name: name.clone(),
-                import: quoted_name(&e).unwrap_or_else(|| "an interface".into()),
-                source: e.into(),
-            })?;
+        let pre_with = |linker: &Linker<HostState>| {
+            linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::UnsatisfiedImport {
+                    name: name.clone(),
+                    import: quoted_name(&e).unwrap_or_else(|| "an interface".into()),
+                    source: e.into(),
+                })
+        };
+        let pre: InstancePre<HostState> = pre_with(self.inner.linkers.of(Flavour::Sync, shape))?;
         let command = CommandPre::new(pre.clone()).ok();
         // Without the handler, the bindings' error names its interface.
         let handler = PluginPre::new(pre).map_err(|e| {
@@ -460,6 +504,21 @@ impl Runtime {
                     source: e.into(),
                 });
             }
+        };
+        let handler = match handler {
+            Ok(sync) => {
+                // The same imports in their async flavour, for the async
+                // `call` (the linkers differ only in flavour).
+                let pre = pre_with(self.inner.linkers.of(Flavour::OnTask, shape))?;
+                let on_task =
+                    crate::bindings::PluginPre::new(pre).map_err(|e| LoadError::MissingExport {
+                        name: name.clone(),
+                        handler: "cubby:storage/handler".into(),
+                        source: e.into(),
+                    })?;
+                Ok(Handler { sync, on_task })
+            }
+            Err(handler) => Err(handler),
         };
         Ok(Plugin::new(self.clone(), name, handler, command))
     }

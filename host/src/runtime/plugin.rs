@@ -7,7 +7,7 @@ use wasmtime::Store;
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
-use super::store::{Captured, HostState, new_store};
+use super::store::{Captured, HostState, new_store, yield_every_tick};
 use super::{CallError, Runtime};
 use crate::bindings::sync::PluginPre;
 use crate::engine::Workspace;
@@ -24,8 +24,16 @@ struct PluginInner {
     name: String,
     /// The handler, or (when the component lacks it) its interface's name
     /// as the bindings looked it up.
-    handler: Result<PluginPre<HostState>, String>,
+    handler: Result<Handler, String>,
     command: Option<CommandPre<HostState>>,
+}
+
+/// A handler plugin pre-instantiated twice: with the sync imports, for
+/// [`Plugin::call_blocking`], and with the async ones, for [`Plugin::call`],
+/// which runs it on the awaiting task.
+pub(crate) struct Handler {
+    pub sync: PluginPre<HostState>,
+    pub on_task: crate::bindings::PluginPre<HostState>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -54,7 +62,7 @@ impl Plugin {
     pub(crate) fn new(
         runtime: Runtime,
         name: String,
-        handler: Result<PluginPre<HostState>, String>,
+        handler: Result<Handler, String>,
         command: Option<CommandPre<HostState>>,
     ) -> Self {
         Self {
@@ -83,25 +91,66 @@ impl Plugin {
     }
 
     /// Calls the plugin's `handle` export with `request`, in a fresh instance
-    /// bound to `workspace`, on a blocking thread.
+    /// bound to `workspace`.
+    ///
+    /// With a local database (redb, in memory) the plugin runs on the
+    /// awaiting task's own thread (wasmtime's async support: on a stack of
+    /// its own, from the instance pool), so a short call costs no hand-off
+    /// between threads. It never holds the thread for long: it yields to the
+    /// executor every 10 ms of running (the epoch tick) and while a write
+    /// waits for its commit (writes run on tokio's blocking pool); its reads
+    /// run on the task's thread, like reading a file. Calls awaited together
+    /// in one task (`join!`) take turns on its thread; spawn them as tasks
+    /// to run them in parallel. With PostgreSQL, where every storage call
+    /// waits for the network, the whole call runs on tokio's blocking pool
+    /// instead: it pays the hand-off to that pool and back once, where on
+    /// the task every storage call would pay it.
+    ///
+    /// Dropping the future (an embedder's own timeout, say) stops a plugin
+    /// running on the task at its next yield and frees its slot; writes it
+    /// had committed stay, as after a trap.
     ///
     /// Errors: a plugin that is not a handler, the plugin's own error
     /// ([`CallError::Plugin`]), a trap, the time or memory limit. None of
     /// them affects other calls or workspaces. When every slot of the
     /// runtime's instance pool is taken, the call waits for one.
     pub async fn call(&self, workspace: &Workspace, request: &[u8]) -> Result<Vec<u8>, CallError> {
-        let this = self.clone();
-        let workspace = workspace.clone();
-        let request = request.to_vec();
+        let handler = self.handler()?;
         let slot = self.wait_for_slot().await?;
-        on_blocking_thread(move || this.call_in_slot(&workspace, &request, slot)).await
+        if !workspace.storage().reads_are_local() {
+            let (this, workspace, request) = (self.clone(), workspace.clone(), request.to_vec());
+            return on_blocking_thread(move || this.call_in_slot(&workspace, &request, slot)).await;
+        }
+        let runtime = &self.inner.runtime;
+        let (mut store, _captured) = new_store(runtime, workspace, &[]);
+        yield_every_tick(&mut store, runtime.config().timeout);
+        let instance = handler
+            .on_task
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(runtime, &store, e))?;
+        instance
+            .cubby_storage_handler()
+            .call_handle(&mut store, request)
+            .await
+            .map_err(|e| classify(runtime, &store, e))?
+            .map_err(CallError::Plugin)
+    }
+
+    /// The handler, or [`CallError::NotAHandler`].
+    fn handler(&self) -> Result<&Handler, CallError> {
+        self.inner
+            .handler
+            .as_ref()
+            .map_err(|handler| CallError::NotAHandler {
+                name: self.inner.name.clone(),
+                handler: handler.clone(),
+            })
     }
 
     /// [`call`](Self::call) on the current thread, for embedders that are
     /// already on a thread that may block (a thread of their own, or inside
-    /// `spawn_blocking`): it saves the hand-off to tokio's blocking pool,
-    /// which costs more than the rest of a short call. The same isolation
-    /// and limits apply.
+    /// `spawn_blocking`). The same isolation and limits apply.
     ///
     /// Do not call it on an async executor's worker thread: storage calls
     /// block until the database answers.
@@ -112,6 +161,27 @@ impl Plugin {
     ) -> Result<Vec<u8>, CallError> {
         let slot = self.try_slot()?;
         self.call_in_slot(workspace, request, slot)
+    }
+
+    /// Runs a call on this thread while holding `_slot`.
+    fn call_in_slot(
+        &self,
+        workspace: &Workspace,
+        request: &[u8],
+        _slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<Vec<u8>, CallError> {
+        let handler = self.handler()?;
+        let runtime = &self.inner.runtime;
+        let (mut store, _captured) = new_store(runtime, workspace, &[]);
+        let instance = handler
+            .sync
+            .instantiate(&mut store)
+            .map_err(|e| classify(runtime, &store, e))?;
+        instance
+            .cubby_storage_handler()
+            .call_handle(&mut store, request)
+            .map_err(|e| classify(runtime, &store, e))?
+            .map_err(CallError::Plugin)
     }
 
     /// A free slot of the runtime's instance pool, waiting for one (`None`
@@ -138,33 +208,6 @@ impl Plugin {
                 .map(Some)
                 .map_err(|e| CallError::Busy(Box::new(e))),
         }
-    }
-
-    /// Runs a call while holding `_slot`.
-    fn call_in_slot(
-        &self,
-        workspace: &Workspace,
-        request: &[u8],
-        _slot: Option<OwnedSemaphorePermit>,
-    ) -> Result<Vec<u8>, CallError> {
-        let pre = self
-            .inner
-            .handler
-            .as_ref()
-            .map_err(|handler| CallError::NotAHandler {
-                name: self.inner.name.clone(),
-                handler: handler.clone(),
-            })?;
-        let runtime = &self.inner.runtime;
-        let (mut store, _captured) = new_store(runtime, workspace, &[]);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(runtime, &store, e))?;
-        instance
-            .cubby_storage_handler()
-            .call_handle(&mut store, request)
-            .map_err(|e| classify(runtime, &store, e))?
-            .map_err(CallError::Plugin)
     }
 
     /// Runs the plugin's `main` (`wasi:cli/run`) with `args` (`args[0]` is the

@@ -1,8 +1,10 @@
 //! One call's store: its WASI context (no ambient authority), its storage
 //! context, and its memory limiter.
 
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store};
+
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -97,6 +99,21 @@ pub(crate) fn new_store(
     store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
     store.epoch_deadline_trap();
     (store, captured)
+}
+
+/// Makes a store used through wasmtime's async API yield to the executor at
+/// every epoch tick while its plugin runs, and stop it with a timeout trap
+/// once `timeout` has passed since now (instead of the trap at the deadline
+/// that [`new_store`] sets for sync use).
+pub(crate) fn yield_every_tick(store: &mut Store<HostState>, timeout: Duration) {
+    let deadline = Instant::now().checked_add(timeout);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(match deadline {
+            Some(at) if Instant::now() >= at => UpdateDeadline::Interrupt,
+            _ => UpdateDeadline::Yield(1),
+        })
+    });
 }
 
 /// Refuses memory growth past the limit (`memory.grow` returns -1, as the
