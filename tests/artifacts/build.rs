@@ -69,6 +69,12 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "the `probe` test guest (request/response, misbehaves on request)",
     ),
     (
+        "GETTER",
+        "getter",
+        "getter.wasm",
+        "the `getter` test guest (request/response; answers the value of the key it is sent)",
+    ),
+    (
         "WRITER",
         "writer",
         "writer.wasm",
@@ -121,6 +127,7 @@ fn main() {
         "example-plugins",
         "tests/guests",
         "Cargo.lock",
+        ".cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

@@ -12,11 +12,19 @@ mod common;
 use common::{call as probe, load, runtime_builder};
 use cubby_artifacts as guests;
 use cubby_host::testing::{Place, all_keys};
-use cubby_host::{CallError, LoadError, Storage, StorageOptions};
+use cubby_host::{CallError, LoadError, Plugin, Storage, StorageOptions, Workspace};
 use serde_json::{Value, json};
 
 fn memory_storage() -> Storage {
     Storage::in_memory(StorageOptions::default()).unwrap()
+}
+
+/// Asserts that `plugin` still serves a call in `ws` and that its write
+/// lands (after a call that failed or was stopped).
+async fn serves_after(plugin: &Plugin, ws: &Workspace) {
+    let r = probe(plugin, ws, json!({"op":"set","key":"after","value":"ok"})).await;
+    assert_eq!(r, json!({"ok": null}));
+    assert_eq!(ws.get("after").unwrap().unwrap(), b"ok");
 }
 
 async fn counter_persists_across_a_restart_of_the_host(place: &Place) {
@@ -223,14 +231,7 @@ async fn a_plugin_that_loops_forever_is_stopped_and_the_host_keeps_serving() {
         "another workspace is served meanwhile"
     );
 
-    let r = probe(
-        &probe_plugin,
-        &a,
-        json!({"op":"set","key":"after","value":"ok"}),
-    )
-    .await;
-    assert_eq!(r, json!({"ok": null}));
-    assert_eq!(a.get("after").unwrap().unwrap(), b"ok");
+    serves_after(&probe_plugin, &a).await;
     assert_eq!(b.get("k").unwrap().unwrap(), b"v");
 }
 
@@ -274,6 +275,57 @@ async fn a_full_instance_pool_makes_async_calls_wait_and_blocking_calls_busy() {
     assert_eq!(b.get("k").unwrap().unwrap(), b"v");
 }
 
+#[tokio::test]
+async fn dropping_an_async_call_stops_its_plugin_and_frees_its_slot() {
+    let storage = memory_storage();
+    let ws = storage.workspace("a").unwrap();
+    let runtime = runtime_builder().max_instances(1).build().unwrap();
+    let probe_plugin = runtime.load_file(guests::PROBE).await.unwrap();
+    // The spinning plugin runs on this (only) thread and yields at every
+    // epoch tick, so the timer gets to fire and drop the call.
+    let spun = tokio::time::timeout(
+        Duration::from_millis(100),
+        probe_plugin.call(&ws, br#"{"op":"spin"}"#),
+    )
+    .await;
+    assert!(spun.is_err(), "the call ran past the embedder's timeout");
+    // Its one slot is free again, and the next call is served.
+    serves_after(&probe_plugin, &ws).await;
+}
+
+/// How many times one async call of the probe's `get` reached `storage`'s
+/// database on the executor's own thread.
+fn gets_on_the_executors_thread(storage: &Storage) -> u64 {
+    let ws = storage.workspace("a").unwrap();
+    ws.set("k", "v").unwrap();
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = runtime_builder().build().unwrap();
+    let probe_plugin = executor.block_on(runtime.load_file(guests::PROBE)).unwrap();
+    let before = cubby_host::testing::backend_calls_on_this_thread();
+    let answer = executor.block_on(probe(&probe_plugin, &ws, json!({"op":"get","key":"k"})));
+    assert_eq!(answer, json!({"ok":"v"}));
+    cubby_host::testing::backend_calls_on_this_thread() - before
+}
+
+#[test]
+fn the_async_call_runs_a_plugin_on_the_awaiting_task_with_a_local_database_only() {
+    assert_eq!(
+        gets_on_the_executors_thread(&memory_storage()),
+        1,
+        "with redb, the plugin's get runs on the executor's thread: no hand-off"
+    );
+    if let Some(place) = Place::postgres() {
+        assert_eq!(
+            gets_on_the_executors_thread(&place.open(StorageOptions::default())),
+            0,
+            "with PostgreSQL, the call runs on a blocking thread"
+        );
+    }
+}
+
 #[test]
 fn nothing_of_one_call_is_visible_to_the_next_on_a_reused_instance_slot() {
     let storage = memory_storage();
@@ -284,14 +336,20 @@ fn nothing_of_one_call_is_visible_to_the_next_on_a_reused_instance_slot() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let runtime = runtime_builder().max_instances(1).build().unwrap();
     let probe_plugin = rt.block_on(runtime.load_file(guests::PROBE)).unwrap();
-    let leftover = |ws| {
-        let out = probe_plugin
-            .call_blocking(ws, br#"{"op":"leftover"}"#)
-            .unwrap();
+    // Each call finds the probe's statics as built (a zeroed array, an
+    // array of data from its image, a call counter) and overwrites them,
+    // so a slot reset that missed a page written by the last call shows.
+    let leftover = |ws, mark: u64| {
+        let request = json!({"op": "leftover", "mark": mark}).to_string();
+        let out = probe_plugin.call_blocking(ws, request.as_bytes()).unwrap();
         serde_json::from_slice::<serde_json::Value>(&out).unwrap()["ok"].clone()
     };
-    let first = leftover(&a);
+    let first = leftover(&a, 1);
     assert_eq!(first["calls_before"], 0, "{first}");
+    assert_eq!(first["zeroed_changed"], 0, "{first}");
+    assert_eq!(first["initialised_changed"], 0, "{first}");
+    assert_eq!(first["stack_below_data"], true, "{first}");
+    assert_eq!(leftover(&b, 2), first, "the marks of the first call stayed");
     for i in 0..20 {
         // A call that grows its memory by many megabytes in the one slot.
         let r = probe_plugin
@@ -302,7 +360,11 @@ fn nothing_of_one_call_is_visible_to_the_next_on_a_reused_instance_slot() {
             .unwrap();
         assert_eq!(r, br#"{"ok":null}"#);
         let _ = probe_plugin.call_blocking(&a, br#"{"op":"grow"}"#);
-        assert_eq!(leftover(&b), first, "call {i} saw what an earlier one left");
+        assert_eq!(
+            leftover(&b, 3 + i),
+            first,
+            "call {i} saw what an earlier one left"
+        );
     }
 }
 
@@ -323,14 +385,7 @@ async fn a_plugin_that_eats_memory_is_stopped_at_the_limit_and_the_host_keeps_se
         }
         other => panic!("expected the memory limit, got {other:?}"),
     }
-    let r = probe(
-        &probe_plugin,
-        &ws,
-        json!({"op":"set","key":"after","value":"ok"}),
-    )
-    .await;
-    assert_eq!(r, json!({"ok": null}));
-    assert_eq!(ws.get("after").unwrap().unwrap(), b"ok");
+    serves_after(&probe_plugin, &ws).await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 use cubby_artifacts as guests;
 use cubby_host::bindings;
 use cubby_host::options::Quota;
-use cubby_host::testing::{Place, backend_calls_on_this_thread};
+use cubby_host::testing::{Backend, Place, backend_calls_on_this_thread};
 use cubby_host::{Runtime, RuntimeError, Storage, StorageCtx, StorageOptions};
 use serde_json::{Value, json};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -197,7 +197,7 @@ async fn the_async_parts_run_a_standard_keyvalue_guest(place: &Place) {
 /// listings, usage, the limits with a stored quota) and a standard
 /// `wasi:keyvalue` guest, and the engine counts no backend call on this
 /// thread while they run.
-fn async_imports_never_reach_the_database_on_the_executors_thread(place: &Place) {
+fn async_imports_wait_for_writes_and_the_network_off_the_executors_thread(place: &Place) {
     let storage = place.open(StorageOptions::default());
     let quota = Quota {
         max_keys: 77,
@@ -216,43 +216,67 @@ fn async_imports_never_reach_the_database_on_the_executors_thread(place: &Place)
         .enable_all()
         .build()
         .unwrap();
+    // The answers to `requests`, and how many times they reached the
+    // database on the executor's thread.
+    let on_executor = |requests: &[Value]| {
+        let before = backend_calls_on_this_thread();
+        let answers = executor.block_on(async {
+            let mut answers = Vec::new();
+            for request in requests {
+                let mut store = Store::new(&engine, App::new(&storage, "a", 0));
+                let instance = probe.instantiate_async(&mut store).await.unwrap();
+                let reply = instance
+                    .cubby_storage_handler()
+                    .call_handle(&mut store, request.to_string().as_bytes())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                answers.push(json(reply));
+            }
+            answers
+        });
+        (answers, backend_calls_on_this_thread() - before)
+    };
+    let (writes, calls) = on_executor(&[
+        json!({"op":"set","key":"k","value":"v"}),
+        json!({"op":"incr","key":"n","delta":2}),
+        json!({"op":"tx","ops":[{"key":"t","action":"set","value":"1"}]}),
+    ]);
+    assert_eq!(
+        calls, 0,
+        "a write reached the database on the executor's thread"
+    );
     let before = backend_calls_on_this_thread();
-    let answers = executor.block_on(async {
-        let mut answers = Vec::new();
-        for request in [
-            json!({"op":"limits"}),
-            json!({"op":"set","key":"k","value":"v"}),
-            json!({"op":"get","key":"k"}),
-            json!({"op":"incr","key":"n","delta":2}),
-            json!({"op":"tx","ops":[{"key":"t","action":"set","value":"1"}]}),
-            json!({"op":"keys"}),
-            json!({"op":"usage"}),
-        ] {
-            let mut store = Store::new(&engine, App::new(&storage, "a", 0));
-            let instance = probe.instantiate_async(&mut store).await.unwrap();
-            let reply = instance
-                .cubby_storage_handler()
-                .call_handle(&mut store, request.to_string().as_bytes())
-                .await
-                .unwrap()
-                .unwrap();
-            answers.push(json(reply));
-        }
-        run_kv_draft2(&engine, &kv, &storage, &["set", "b", "x", "y"]).await;
-        answers
-    });
+    executor.block_on(run_kv_draft2(
+        &engine,
+        &kv,
+        &storage,
+        &["set", "b", "x", "y"],
+    ));
     assert_eq!(
         backend_calls_on_this_thread(),
         before,
-        "an import reached the database on the executor's thread"
+        "a wasi:keyvalue write did"
     );
-    // The calls did reach the database, elsewhere.
+    // Reads of a local database run on the executor's thread (a read there
+    // waits for no other thread); reads over the network do not.
+    let (reads, calls) = on_executor(&[
+        json!({"op":"limits"}),
+        json!({"op":"get","key":"k"}),
+        json!({"op":"keys"}),
+        json!({"op":"usage"}),
+    ]);
+    match place.backend() {
+        Backend::Redb => assert!(calls >= 4, "{calls} reads on the executor's thread"),
+        Backend::Postgres => assert_eq!(calls, 0, "a PostgreSQL read blocked the executor"),
+    }
+    // The calls did reach the database.
+    assert_eq!(writes[1], json!({"ok":2}));
     assert_eq!(
-        answers[0],
+        reads[0],
         json!({"ok":{"max_keys":77,"max_bytes":7777,"max_batch":1000}})
     );
-    assert_eq!(answers[2], json!({"ok":"v"}));
-    assert_eq!(answers[3], json!({"ok":2}));
+    assert_eq!(reads[1], json!({"ok":"v"}));
     let a = storage.workspace("a").unwrap();
     assert_eq!(a.namespace("b").unwrap().get("x").unwrap().unwrap(), b"y");
     assert_eq!(a.get("t").unwrap().unwrap(), b"1");
@@ -283,7 +307,7 @@ async fn a_runtime_can_run_on_the_embedders_engine() {
 
 cubby_host::conformance_tests!(
     a_plugin_runs_through_an_embedders_linker_with_a_host_function_of_its_own,
-    async_imports_never_reach_the_database_on_the_executors_thread,
+    async_imports_wait_for_writes_and_the_network_off_the_executors_thread,
     async the_async_parts_run_a_plugin_in_an_async_store,
     async the_async_parts_run_a_standard_keyvalue_guest,
 );

@@ -127,10 +127,17 @@ enum Request {
         n: u32,
     },
     /// What this instance found left of earlier calls: how many calls its
-    /// statics counted before this one, and its memory's size in 64 KiB
-    /// pages when the call began (both the same on every call when each call
-    /// gets a fresh instance).
-    Leftover,
+    /// statics counted before this one, its memory's size in 64 KiB
+    /// pages when the call began, and how many words of a zeroed and of an
+    /// initialised static array differ from what the plugin was built with
+    /// (all the same on every call when each call gets a fresh instance);
+    /// then it overwrites both arrays with `mark`, for the next call to find.
+    /// Also whether its stack lies below its data in memory (so running past
+    /// the stack traps instead of overwriting data).
+    Leftover {
+        #[serde(default)]
+        mark: u64,
+    },
     /// Tries the ambient authority a plugin must not have: the host's files,
     /// its environment, and a TCP connection to `port` on loopback.
     Ambient {
@@ -264,6 +271,29 @@ fn tx(ops: Vec<TxOp>) -> cubby_sdk::Result<Value> {
     ))
 }
 
+/// Words in each marked array: 16 KiB, several pages of memory.
+const MARKED_WORDS: usize = 2048;
+/// What every word of [`INITIALISED`] holds in the plugin as built.
+const INITIAL_WORD: u64 = 0x005e_ed0f_c0ff_ee00;
+
+/// An array the plugin starts with zeroed (`.bss`), and one it starts with
+/// data from its image (`.data`).
+static ZEROED: [AtomicU64; MARKED_WORDS] = [const { AtomicU64::new(0) }; MARKED_WORDS];
+static INITIALISED: [AtomicU64; MARKED_WORDS] =
+    [const { AtomicU64::new(INITIAL_WORD) }; MARKED_WORDS];
+
+/// How many words of [`ZEROED`] and [`INITIALISED`] differ from the plugin
+/// as built; then overwrites every word of both with `mark`.
+fn leftover_marks(mark: u64) -> (usize, usize) {
+    let changed = |array: &[AtomicU64], initial: u64| {
+        array
+            .iter()
+            .filter(|w| w.swap(mark, Ordering::SeqCst) != initial)
+            .count()
+    };
+    (changed(&ZEROED, 0), changed(&INITIALISED, INITIAL_WORD))
+}
+
 struct Probe;
 
 impl cubby_sdk::Plugin for Probe {
@@ -375,11 +405,18 @@ impl cubby_sdk::Plugin for Probe {
             Request::RepeatSet { key, n } => (0..n)
                 .try_for_each(|i| cubby_sdk::set(format!("{key}{i}"), [7u8; 16]))
                 .map(|()| json!(n)),
-            Request::Leftover => {
+            Request::Leftover { mark } => {
                 static CALLS: AtomicU64 = AtomicU64::new(0);
+                let (zeroed, initialised) = leftover_marks(mark);
+                let local = 0u8;
+                let stack_below_data =
+                    std::ptr::from_ref(&local).addr() < std::ptr::from_ref(&ZEROED).addr();
                 Ok(json!({
+                    "stack_below_data": stack_below_data,
                     "calls_before": CALLS.fetch_add(1, Ordering::SeqCst),
                     "pages": pages_at_start,
+                    "zeroed_changed": zeroed,
+                    "initialised_changed": initialised,
                 }))
             }
             Request::Ambient { port } => Ok(json!({
