@@ -37,12 +37,29 @@ impl RawRedb {
         txn.commit().unwrap();
     }
 
+    /// Loads entries of workspace `ws` in one transaction.
+    pub fn load_in(&self, ws: &str, entries: impl Iterator<Item = (String, Vec<u8>)>) {
+        let txn = self.0.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(RAW).unwrap();
+            for (k, v) in entries {
+                table.insert((ws, "", k.as_str()), v.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
     /// One get in a read transaction of its own.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.get_in("w", key)
+    }
+
+    /// One get of workspace `ws`'s key in a read transaction of its own.
+    pub fn get_in(&self, ws: &str, key: &str) -> Option<Vec<u8>> {
         let txn = self.0.begin_read().unwrap();
         let table = txn.open_table(RAW).unwrap();
         table
-            .get(("w", "", key))
+            .get((ws, "", key))
             .unwrap()
             .map(|g| g.value().to_vec())
     }

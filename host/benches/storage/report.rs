@@ -32,8 +32,6 @@ pub struct Goal {
 pub enum Bound {
     /// At most this ratio.
     AtMost(f64),
-    /// An absolute time, no baseline.
-    Under(Duration),
 }
 
 #[derive(Default)]
@@ -135,11 +133,6 @@ impl Report {
                     let r = self.ratio(&goal.candidate, &goal.baseline);
                     let shown = r.map_or("n/a".into(), |r| format!("{r:.2}x"));
                     (shown, format!("≤ {max:.2}x"), r.map(|r| r <= max))
-                }
-                Bound::Under(limit) => {
-                    let t = self.time_of(&goal.candidate);
-                    let shown = t.map_or("n/a".into(), show);
-                    (shown, format!("≤ {}", show(limit)), t.map(|t| t <= limit))
                 }
             };
             let verdict = match met {
