@@ -130,7 +130,10 @@ pub(crate) fn bucket_set<S: Into<String>>(
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
-    match tokio::task::spawn_blocking(f).await {
+    // Inside the caller's span, so that the storage operation's span is a
+    // child of the plugin call's.
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
         Ok(result) => result,
         // The task panicked or its runtime is shutting down: the host's
         // failure, which the plugin sees as an internal error.

@@ -18,7 +18,9 @@
 //!    call in a fresh sandboxed store with memory and time limits. It is
 //!    built from the parts of layer 2.
 //!
-//! The `cubby` command-line tool is a separate crate, `cubby-cli`.
+//! The `cubby` command-line tool is a separate crate, `cubby-cli`. Metrics
+//! and traces of calls and storage go through the `metrics` facade and
+//! `tracing` ([`telemetry`]).
 //!
 //! # Batteries included: [`Runtime`]
 //!
@@ -133,6 +135,7 @@ mod keyvalue;
 mod linker;
 mod runtime;
 pub mod streams;
+pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;

@@ -120,6 +120,8 @@ impl Storage {
     }
 
     fn start(backend: Arc<dyn Backend>, options: StorageOptions) -> Result<Self, OpenError> {
+        // The sweeper's passes are upkeep, not operations: it gets the
+        // backend itself, and counts what it removes on its own.
         let sweeper = options
             .sweep_interval
             .map(|every| Sweeper::spawn(backend.clone(), options.clock.clone(), every))
@@ -128,6 +130,9 @@ impl Storage {
                 location: backend.location().to_owned(),
                 source: Box::new(source),
             })?;
+        #[cfg(feature = "metrics")]
+        let backend: Arc<dyn Backend> =
+            Arc::new(super::backend::instrumented::Instrumented::new(backend));
         Ok(Self {
             inner: Arc::new(Inner {
                 backend,

@@ -38,6 +38,7 @@ impl Sweeper {
                     wait = interval;
                     match backend.sweep(resume.take(), SWEEP_BUDGET, clock.now_ms()) {
                         Ok(pass) => {
+                            crate::telemetry::swept(backend.name(), pass.removed);
                             if pass.removed > 0 {
                                 tracing::debug!(removed = pass.removed, "swept expired entries");
                                 if pass.resume.is_some() {

@@ -28,6 +28,8 @@ use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
 pub use error::{CallError, LoadError, RuntimeError};
 use plugin::Handler;
+
+use crate::telemetry::PoolMetrics;
 pub use plugin::{Plugin, RunOutput};
 
 use crate::bindings::sync::PluginPre;
@@ -205,6 +207,7 @@ impl RuntimeBuilder {
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
+                pool_metrics: pooled.then(|| PoolMetrics::new(self.max_instances)),
                 slots,
                 linkers,
                 config: self,
@@ -309,6 +312,8 @@ struct RuntimeInner {
     /// One permit per slot of the instance pool (when the runtime pools its
     /// own instances), so async calls wait for a slot instead of failing.
     slots: Option<Arc<Semaphore>>,
+    /// The pool's gauges (with `slots`).
+    pool_metrics: Option<PoolMetrics>,
     linkers: Linkers,
     config: RuntimeBuilder,
 }
@@ -423,6 +428,11 @@ impl Runtime {
         self.inner.slots.as_ref()
     }
 
+    /// The pool's gauges, if the runtime pools instances.
+    pub(crate) fn pool_metrics(&self) -> Option<&PoolMetrics> {
+        self.inner.pool_metrics.as_ref()
+    }
+
     /// The limits and stdio policy every call runs under.
     pub(crate) fn config(&self) -> &RuntimeBuilder {
         &self.inner.config
@@ -444,7 +454,9 @@ impl Runtime {
     }
 
     /// Compiles and pre-instantiates a component from its bytes; `name` is
-    /// used in messages.
+    /// used in messages and is the `plugin` label of its metrics
+    /// ([`telemetry`](crate::telemetry); [`load_file`](Self::load_file)
+    /// names a plugin by its path).
     ///
     /// Errors: the bytes are not WebAssembly, are a core module instead of a
     /// component, do not validate, import something this host does not

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 use wasmtime::Store;
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
@@ -11,6 +12,7 @@ use super::store::{Captured, HostState, new_store, yield_every_tick};
 use super::{CallError, Runtime};
 use crate::bindings::sync::PluginPre;
 use crate::engine::Workspace;
+use crate::telemetry::{CallMetrics, CallOutcome, Timer, call_span, end_call_span};
 
 /// A loaded, pre-instantiated component. Cheap to clone; each call gets a
 /// fresh instance, so no state is shared between calls except through storage.
@@ -26,6 +28,7 @@ struct PluginInner {
     /// as the bindings looked it up.
     handler: Result<Handler, String>,
     command: Option<CommandPre<HostState>>,
+    metrics: CallMetrics,
 }
 
 /// A handler plugin pre-instantiated twice: with the sync imports, for
@@ -68,6 +71,7 @@ impl Plugin {
         Self {
             inner: Arc::new(PluginInner {
                 runtime,
+                metrics: CallMetrics::new(&name),
                 name,
                 handler,
                 command,
@@ -115,6 +119,16 @@ impl Plugin {
     /// them affects other calls or workspaces. When every slot of the
     /// runtime's instance pool is taken, the call waits for one.
     pub async fn call(&self, workspace: &Workspace, request: &[u8]) -> Result<Vec<u8>, CallError> {
+        self.observed(workspace, outcome, self.call_on_task(workspace, request))
+            .await
+    }
+
+    /// [`call`](Self::call), not yet counted.
+    async fn call_on_task(
+        &self,
+        workspace: &Workspace,
+        request: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
         let handler = self.handler()?;
         let slot = self.wait_for_slot().await?;
         if !workspace.storage().reads_are_local() {
@@ -159,8 +173,10 @@ impl Plugin {
         workspace: &Workspace,
         request: &[u8],
     ) -> Result<Vec<u8>, CallError> {
-        let slot = self.try_slot()?;
-        self.call_in_slot(workspace, request, slot)
+        self.observed_now(workspace, outcome, || {
+            let slot = self.try_slot()?;
+            self.call_in_slot(workspace, request, slot)
+        })
     }
 
     /// Runs a call on this thread while holding `_slot`.
@@ -168,7 +184,7 @@ impl Plugin {
         &self,
         workspace: &Workspace,
         request: &[u8],
-        _slot: Option<OwnedSemaphorePermit>,
+        _slot: Option<Slot>,
     ) -> Result<Vec<u8>, CallError> {
         let handler = self.handler()?;
         let runtime = &self.inner.runtime;
@@ -186,26 +202,26 @@ impl Plugin {
 
     /// A free slot of the runtime's instance pool, waiting for one (`None`
     /// when the runtime does not pool).
-    async fn wait_for_slot(&self) -> Result<Option<OwnedSemaphorePermit>, CallError> {
+    async fn wait_for_slot(&self) -> Result<Option<Slot>, CallError> {
         match self.inner.runtime.slots() {
             None => Ok(None),
             Some(slots) => slots
                 .clone()
                 .acquire_owned()
                 .await
-                .map(Some)
+                .map(|permit| Some(Slot::taken(&self.inner.runtime, permit)))
                 .map_err(|e| CallError::Host(Box::new(e))),
         }
     }
 
     /// A free slot of the runtime's instance pool, or [`CallError::Busy`].
-    fn try_slot(&self) -> Result<Option<OwnedSemaphorePermit>, CallError> {
+    fn try_slot(&self) -> Result<Option<Slot>, CallError> {
         match self.inner.runtime.slots() {
             None => Ok(None),
             Some(slots) => slots
                 .clone()
                 .try_acquire_owned()
-                .map(Some)
+                .map(|permit| Some(Slot::taken(&self.inner.runtime, permit)))
                 .map_err(|e| CallError::Busy(Box::new(e))),
         }
     }
@@ -218,11 +234,12 @@ impl Plugin {
         workspace: &Workspace,
         args: &[String],
     ) -> Result<RunOutput, CallError> {
-        let this = self.clone();
-        let workspace = workspace.clone();
-        let args = args.to_vec();
-        let slot = self.wait_for_slot().await?;
-        on_blocking_thread(move || this.run_in_slot(&workspace, &args, slot)).await
+        let (this, ws, args) = (self.clone(), workspace.clone(), args.to_vec());
+        let run = async move {
+            let slot = this.wait_for_slot().await?;
+            on_blocking_thread(move || this.run_in_slot(&ws, &args, slot)).await
+        };
+        self.observed(workspace, run_outcome, run).await
     }
 
     /// [`run`](Self::run) on the current thread; see
@@ -232,8 +249,48 @@ impl Plugin {
         workspace: &Workspace,
         args: &[String],
     ) -> Result<RunOutput, CallError> {
-        let slot = self.try_slot()?;
-        self.run_in_slot(workspace, args, slot)
+        self.observed_now(workspace, run_outcome, || {
+            let slot = self.try_slot()?;
+            self.run_in_slot(workspace, args, slot)
+        })
+    }
+
+    /// Runs `call` inside the call's span, then counts it and ends the span
+    /// with how it ended (`outcome`).
+    async fn observed<T>(
+        &self,
+        workspace: &Workspace,
+        outcome: fn(&Result<T, CallError>) -> CallOutcome,
+        call: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
+        let (timer, span) = (Timer::start(), call_span(&self.inner.name, workspace.id()));
+        let result = call.instrument(span.clone()).await;
+        self.ended(&span, workspace, timer, outcome(&result));
+        result
+    }
+
+    /// [`observed`](Self::observed) for a call on this thread.
+    fn observed_now<T>(
+        &self,
+        workspace: &Workspace,
+        outcome: fn(&Result<T, CallError>) -> CallOutcome,
+        call: impl FnOnce() -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        let (timer, span) = (Timer::start(), call_span(&self.inner.name, workspace.id()));
+        let result = span.in_scope(call);
+        self.ended(&span, workspace, timer, outcome(&result));
+        result
+    }
+
+    fn ended(
+        &self,
+        span: &tracing::Span,
+        workspace: &Workspace,
+        timer: Timer,
+        outcome: CallOutcome,
+    ) {
+        end_call_span(span, outcome, timer);
+        self.inner.metrics.record(workspace.id(), outcome, timer);
     }
 
     /// Runs `main` while holding `_slot`.
@@ -241,7 +298,7 @@ impl Plugin {
         &self,
         workspace: &Workspace,
         args: &[String],
-        _slot: Option<OwnedSemaphorePermit>,
+        _slot: Option<Slot>,
     ) -> Result<RunOutput, CallError> {
         let pre = self
             .inner
@@ -271,14 +328,67 @@ impl Plugin {
     }
 }
 
-/// Runs a call on tokio's blocking pool; a task that could not run is the
-/// host's failure, not the plugin's.
+/// A slot of the runtime's instance pool, held by one call and counted in
+/// the pool's gauge while it is.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    runtime: Runtime,
+}
+
+impl Slot {
+    fn taken(runtime: &Runtime, permit: OwnedSemaphorePermit) -> Self {
+        if let Some(metrics) = runtime.pool_metrics() {
+            metrics.taken();
+        }
+        Self {
+            _permit: permit,
+            runtime: runtime.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.runtime.pool_metrics() {
+            metrics.released();
+        }
+    }
+}
+
+/// Runs a call on tokio's blocking pool, inside the current span; a task
+/// that could not run is the host's failure, not the plugin's.
 async fn on_blocking_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CallError> + Send + 'static,
 ) -> Result<T, CallError> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| CallError::Host(Box::new(e)))?
+}
+
+/// How a call ended, as its metrics and span say.
+fn outcome<T>(result: &Result<T, CallError>) -> CallOutcome {
+    match result {
+        Ok(_) => CallOutcome::Ok,
+        Err(CallError::Plugin(_)) => CallOutcome::PluginError,
+        Err(CallError::Trap(_)) => CallOutcome::Trap,
+        Err(CallError::Timeout { .. }) => CallOutcome::Timeout,
+        Err(CallError::MemoryLimit { .. }) => CallOutcome::MemoryLimit,
+        Err(CallError::Busy(_)) => CallOutcome::Busy,
+        Err(CallError::NotAHandler { .. } | CallError::NotACommand { .. }) => {
+            CallOutcome::WrongExport
+        }
+        Err(CallError::Host(_)) => CallOutcome::HostError,
+    }
+}
+
+/// How a command-style plugin's run ended: an exit code other than 0 is the
+/// plugin's own failure.
+fn run_outcome(result: &Result<RunOutput, CallError>) -> CallOutcome {
+    match result {
+        Ok(output) if output.exit_code != 0 => CallOutcome::PluginError,
+        other => outcome(other),
+    }
 }
 
 /// Turns a wasmtime error from instantiating or calling into a [`CallError`].

@@ -27,7 +27,10 @@ use super::{
     Cleared, CommitStats, Condition, Entry, Op, Outcome, Quota, QuotaSource, StorageError,
     TransferError, Usage,
 };
+use crate::telemetry::CommitMetrics;
 
+#[cfg(feature = "metrics")]
+pub(crate) mod instrumented;
 pub(crate) mod postgres;
 pub(crate) mod redb;
 
@@ -233,15 +236,31 @@ pub(crate) struct SweepPass {
     pub resume: Option<String>,
 }
 
-/// A backend's running [`CommitStats`].
-#[derive(Debug, Default)]
+/// A backend's running [`CommitStats`], also reported as metrics.
 pub(crate) struct Counters {
     writes: AtomicU64,
     commits: AtomicU64,
     durable_commits: AtomicU64,
+    metrics: CommitMetrics,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Counters").field(&self.get()).finish()
+    }
 }
 
 impl Counters {
+    /// The counters of a backend of kind `backend` (its `name`).
+    pub fn new(backend: &'static str) -> Self {
+        Self {
+            writes: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            durable_commits: AtomicU64::new(0),
+            metrics: CommitMetrics::new(backend),
+        }
+    }
+
     /// Counts `writes` acknowledged by one commit (or by none, when
     /// `commits` is 0); `durable` when that commit was flushed.
     pub fn add(&self, writes: u64, commits: u64, durable: bool) {
@@ -249,6 +268,9 @@ impl Counters {
         self.commits.fetch_add(commits, Ordering::Relaxed);
         if durable {
             self.durable_commits.fetch_add(commits, Ordering::Relaxed);
+        }
+        if commits > 0 {
+            self.metrics.committed(writes, durable);
         }
     }
 
@@ -264,6 +286,9 @@ impl Counters {
 /// A place where entries live. Every read sees only entries live at the
 /// `now_ms` it is given; every write is atomic.
 pub(crate) trait Backend: Send + Sync + 'static {
+    /// The backend's kind, as the metrics' `backend` label names it.
+    fn name(&self) -> &'static str;
+
     /// Where the data lives, for messages (a file path, `:memory:`, or a
     /// URL without its password).
     fn location(&self) -> &str;

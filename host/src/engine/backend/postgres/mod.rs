@@ -119,7 +119,7 @@ impl PostgresBackend {
             pool,
             location: location.clone(),
             gates: Gates::default(),
-            counters: Counters::default(),
+            counters: Counters::new("postgres"),
             durable: options.durability == Durability::Durable,
             citus: false,
         };
@@ -200,6 +200,10 @@ fn from_db(n: i64) -> u64 {
 }
 
 impl Backend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     fn location(&self) -> &str {
         &self.location
     }

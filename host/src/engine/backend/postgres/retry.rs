@@ -13,6 +13,7 @@ use deadpool_postgres::{Object, Pool, PoolError};
 
 use crate::engine::error::cause_chain;
 use crate::engine::{BoxError, StorageError};
+use crate::telemetry::{self, Timer};
 
 /// Attempts of a request that keeps hitting serialization failures or
 /// deadlocks before the call fails.
@@ -98,11 +99,13 @@ pub(super) async fn retrying<A, T>(pool: &Pool, args: &A, op: Op<A, T>) -> Resul
             Class::Conflict if conflicts + 1 < MAX_CONFLICT_ATTEMPTS => {
                 client.release(());
                 conflicts += 1;
+                telemetry::postgres_retry("serialization-failure");
                 tracing::debug!(error = %cause_chain(&e), conflicts, "retrying a transaction");
                 tokio::time::sleep(backoff(conflicts)).await;
             }
             Class::Conflict => {
                 client.release(());
+                telemetry::postgres_unavailable("serialization-failures");
                 return Err(unavailable(format!(
                     "gave up after {MAX_CONFLICT_ATTEMPTS} serialization failures: {}",
                     cause_chain(&e)
@@ -113,12 +116,15 @@ pub(super) async fn retrying<A, T>(pool: &Pool, args: &A, op: Op<A, T>) -> Resul
                 drop(client);
                 if committing || losses + 1 >= MAX_CONNECTION_ATTEMPTS {
                     tracing::warn!(error = %cause_chain(&e), committing, "lost the database");
+                    telemetry::postgres_unavailable("connection-lost");
                     return Err(StorageError::Unavailable(Arc::new(e)));
                 }
                 losses += 1;
+                telemetry::postgres_retry("connection-lost");
             }
             Class::Slow => {
                 client.release(());
+                telemetry::postgres_unavailable("statement-timeout");
                 return Err(StorageError::Unavailable(Arc::new(e)));
             }
             Class::Full => {
@@ -145,10 +151,13 @@ impl Connection {
     /// A connection from the pool; waiting too long for one, or failing to
     /// connect, is [`StorageError::Unavailable`].
     pub async fn get(pool: &Pool) -> Result<Self, StorageError> {
-        let object = pool
-            .get()
-            .await
-            .map_err(|e| StorageError::Unavailable(Arc::from(pool_error_source(e))))?;
+        let timer = Timer::start();
+        let object = pool.get().await;
+        telemetry::postgres_pool_wait(timer);
+        let object = object.map_err(|e| {
+            telemetry::postgres_unavailable("pool");
+            StorageError::Unavailable(Arc::from(pool_error_source(e)))
+        })?;
         Ok(Self(Some(object)))
     }
 

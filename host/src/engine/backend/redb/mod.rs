@@ -133,7 +133,7 @@ impl RedbBackend {
     ) -> Result<Self, OpenError> {
         let db = Arc::new(db);
         let snapshots = Arc::new(Snapshots::new(read_cache_bytes));
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new("redb"));
         let shared = Shared {
             db: db.clone(),
             snapshots: snapshots.clone(),
@@ -196,6 +196,10 @@ impl RedbBackend {
 }
 
 impl Backend for RedbBackend {
+    fn name(&self) -> &'static str {
+        "redb"
+    }
+
     fn location(&self) -> &str {
         &self.location
     }

@@ -541,7 +541,7 @@ mod tests {
         let shared = Shared {
             db: Arc::new(Handle::fixed(db)),
             snapshots: Arc::new(Snapshots::new(0)),
-            counters: Arc::default(),
+            counters: Arc::new(Counters::new("redb")),
         };
         Writer::spawn(shared, Durability::Durable).unwrap()
     }
