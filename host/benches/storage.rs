@@ -20,6 +20,8 @@
 
 #[path = "storage/alternatives.rs"]
 mod alternatives;
+#[path = "storage/overhead.rs"]
+mod overhead;
 #[path = "../../tests/guests/probe/src/pattern.rs"]
 mod pattern;
 #[path = "storage/report.rs"]
@@ -32,6 +34,7 @@ use alternatives::{MutexMap, RawRedb, Sqlite, WasmtimeKeyvalue};
 use cubby_host::options::Durability;
 use cubby_host::testing::{Place, RawStatement};
 use cubby_host::{Plugin, Runtime, Storage, StorageOptions, Workspace};
+use overhead::{Subject, per_get, timed};
 use pattern::Pattern;
 use report::{Bound, Report};
 use serde_json::json;
@@ -144,6 +147,15 @@ const PG_RAW_SELECT: &str = "PostgreSQL: prepared SELECT of the same row, same p
 const PG_SET: &str = "PostgreSQL Workspace::set durable, 1 thread";
 const PG_RAW_UPSERT: &str = "PostgreSQL: INSERT … ON CONFLICT DO UPDATE of one row, same pool";
 const PG_STREAM_READ: &str = "plugin streams it out of Cubby (PostgreSQL), check";
+const OVH_CALL_NONE: &str = "whole call (getter), metrics compiled in, no recorder";
+const OVH_CALL_RECORDER: &str = "whole call (getter), Prometheus recorder installed";
+const OVH_CALL_CHILD_IN: &str =
+    "whole call (getter), child process, metrics compiled in, no recorder";
+const OVH_CALL_CHILD_OUT: &str = "whole call (getter), child process, instrumentation compiled out";
+const OVH_GET_NONE: &str = "plugin get, metrics compiled in, no recorder";
+const OVH_GET_RECORDER: &str = "plugin get, Prometheus recorder installed";
+const OVH_GET_CHILD_IN: &str = "plugin get, child process, metrics compiled in, no recorder";
+const OVH_GET_CHILD_OUT: &str = "plugin get, child process, instrumentation compiled out";
 
 fn main() {
     let plan = Plan::from_env();
@@ -192,6 +204,9 @@ fn main() {
     if wanted("writes") {
         writes(&plan, dir.path(), &probe, &mut report);
     }
+    if wanted("overhead") {
+        overhead(&plan, dir.path(), &mut report);
+    }
     if wanted("restart") {
         restart(&plan, &tokio, &mut report);
     }
@@ -214,22 +229,10 @@ fn main() {
 
 /// Whether this run measures `section`: every section unless
 /// `CUBBY_BENCH_ONLY` lists some (comma-separated: reads, calls, writes,
-/// restart, sizes, streams, postgres).
+/// overhead, restart, sizes, streams, postgres).
 fn wanted(section: &str) -> bool {
     std::env::var("CUBBY_BENCH_ONLY")
         .map_or(true, |only| only.split(',').any(|s| s.trim() == section))
-}
-
-/// Times `n` runs of `f` (after `n / 10` warm-up runs); the time per run.
-fn timed(n: u32, mut f: impl FnMut(usize)) -> Duration {
-    for i in 0..n / 10 {
-        f(i as usize);
-    }
-    let start = Instant::now();
-    for i in 0..n {
-        f(i as usize);
-    }
-    start.elapsed() / n.max(1)
 }
 
 /// One measurement: runs the workload once, returns the time per operation.
@@ -256,18 +259,6 @@ fn interleaved(
             (*name, t[t.len() / 2])
         })
         .collect()
-}
-
-/// Time per get of a guest loop of `n` gets, less the fixed cost of the call
-/// around it (a call of 0 gets).
-fn per_get(n: u32, mut call: impl FnMut(u32)) -> Duration {
-    call(0);
-    let start = Instant::now();
-    call(0);
-    let fixed = start.elapsed();
-    let start = Instant::now();
-    call(n);
-    start.elapsed().saturating_sub(fixed) / n.max(1)
 }
 
 /// Time per get of a probe plugin's loop of `n` gets of `key` (with
@@ -510,6 +501,140 @@ fn languages(
             report.row(workload, name, t, NOTES_RUST);
         }
     }
+}
+
+/// The instrumentation's cost, two ways, in interleaved rounds: in this
+/// process, the same whole call and plugin get on a subject whose metrics go
+/// to a Prometheus recorder and on one with no recorder; and in child
+/// processes (`cubby-bench-child`) built with the `metrics` feature (no
+/// recorder) and without it, so that the two compared differ in the feature
+/// only. Each subject has a database of its own with the same 1,000 keys.
+fn overhead(plan: &Plan, dir: &Path, report: &mut Report) {
+    let plugins = [
+        Path::new(cubby_artifacts::GETTER),
+        Path::new(cubby_artifacts::PROBE),
+    ];
+    let cache = Path::new(cubby_artifacts::CACHE_DIR);
+    let plain = Subject::new(dir, "plain", plugins, cache);
+    plain.warm();
+    // Cubby registers a series on its first use, with the recorder of that
+    // moment: this subject's are the recorder's from then on.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let recorded = metrics::with_local_recorder(&recorder, || {
+        let subject = Subject::new(dir, "recorded", plugins, cache);
+        subject.warm();
+        subject
+    });
+    let children = bench_children(plan);
+    let gets = plan.gets / 4;
+    let child_args = |child: &Path| {
+        let run = std::process::Command::new(child)
+            .arg(dir)
+            .args(plugins)
+            .arg(cache)
+            .args([plan.calls.to_string(), gets.to_string()])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{run:?}");
+        let text = String::from_utf8(run.stdout).unwrap();
+        let ns: Vec<u64> = text
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        (Duration::from_nanos(ns[0]), Duration::from_nanos(ns[1]))
+    };
+    // Call rows, then get rows: in this process without and with a
+    // recorder, then the children with and without the feature.
+    let mut times: [Vec<Duration>; 8] = Default::default();
+    for _ in 0..plan.rounds {
+        times[0].push(plain.whole_call(plan.calls));
+        times[1].push(recorded.whole_call(plan.calls));
+        times[4].push(plain.plugin_get(gets));
+        times[5].push(recorded.plugin_get(gets));
+        for (i, child) in children.iter().enumerate() {
+            let (call, get) = child_args(child);
+            times[2 + i].push(call);
+            times[6 + i].push(get);
+        }
+    }
+    let workload = "instrumentation: recorder, none, compiled out";
+    let rows = [
+        (OVH_CALL_NONE, None),
+        (OVH_CALL_RECORDER, Some(OVH_CALL_NONE)),
+        (OVH_CALL_CHILD_IN, None),
+        (OVH_CALL_CHILD_OUT, Some(OVH_CALL_CHILD_IN)),
+        (OVH_GET_NONE, None),
+        (OVH_GET_RECORDER, Some(OVH_GET_NONE)),
+        (OVH_GET_CHILD_IN, None),
+        (OVH_GET_CHILD_OUT, Some(OVH_GET_CHILD_IN)),
+    ];
+    for ((name, against), mut t) in rows.into_iter().zip(times) {
+        t.sort();
+        let Some(&median) = t.get(t.len() / 2) else {
+            continue;
+        };
+        match against {
+            None => report.baseline(workload, name, median),
+            Some(b) => report.row(workload, name, median, b),
+        }
+    }
+}
+
+/// The `cubby-bench-child` binaries, built (release) with cubby-host's
+/// `metrics` feature and without, in a target folder of their own; none in
+/// the smoke run under `cargo test`, where they would be a second full
+/// build.
+fn bench_children(plan: &Plan) -> Vec<std::path::PathBuf> {
+    if plan.mode.starts_with("smoke") {
+        println!("(smoke run: the rows of the child processes are left out)");
+        return Vec::new();
+    }
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("bench-child");
+    println!(
+        "building cubby-bench-child into {} (the first time, several minutes)",
+        target.display()
+    );
+    ["instrumented", "uninstrumented"]
+        .into_iter()
+        .map(|kind| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = std::process::Command::new(cargo);
+            build
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "cubby-bench-child",
+                    "--target-dir",
+                ])
+                .arg(&target)
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+            if kind == "instrumented" {
+                build.args(["--features", "metrics"]);
+            }
+            // The outer cargo's settings are not the child's (TOOLCHAIN.md:
+            // a nested build keeps only what names the toolchain and
+            // cargo's home).
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.ends_with("RUSTFLAGS")
+                {
+                    build.env_remove(key.as_ref());
+                }
+            }
+            assert!(
+                build.status().unwrap().success(),
+                "building cubby-bench-child failed"
+            );
+            // Both builds write the same binary: keep each under its kind.
+            let kept = target.join(format!("cubby-bench-child-{kind}"));
+            std::fs::copy(target.join("release/cubby-bench-child"), &kept).unwrap();
+            kept
+        })
+        .collect()
 }
 
 /// Resident set size of this process (Linux; 0 elsewhere).
@@ -974,6 +1099,24 @@ fn goals(report: &mut Report, plan: &Plan) {
             PG_SET,
             PG_RAW_UPSERT,
             1.5,
+        ),
+        (
+            "a recorder costs ≤ 3% of the whole call",
+            OVH_CALL_RECORDER,
+            OVH_CALL_NONE,
+            1.03,
+        ),
+        (
+            "no recorder: the whole call within 3% of the instrumentation compiled out",
+            OVH_CALL_CHILD_IN,
+            OVH_CALL_CHILD_OUT,
+            1.03,
+        ),
+        (
+            "no recorder: a plugin get within 3% of the instrumentation compiled out",
+            OVH_GET_CHILD_IN,
+            OVH_GET_CHILD_OUT,
+            1.03,
         ),
         (
             "cached load ≥ 25x faster than compiling",
