@@ -31,7 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub mod names {
     /// Counter: plugin calls ended, by `plugin` and `outcome` (`ok`,
     /// `plugin-error`, `trap`, `timeout`, `memory-limit`, `busy`,
-    /// `wrong-export`, `host-error`).
+    /// `wrong-export`, `host-error`, and `cancelled` for an async call whose
+    /// future was dropped before it ended).
     pub const PLUGIN_CALLS: &str = "cubby_plugin_calls_total";
     /// Histogram, seconds: how long a plugin call took, from the call to its
     /// answer (waiting for an instance slot included), by `plugin` and
@@ -245,10 +246,11 @@ pub(crate) enum CallOutcome {
     Busy,
     WrongExport,
     HostError,
+    Cancelled,
 }
 
 impl CallOutcome {
-    const ALL: usize = 8;
+    const ALL: usize = 9;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -260,6 +262,7 @@ impl CallOutcome {
             Self::Busy => "busy",
             Self::WrongExport => "wrong-export",
             Self::HostError => "host-error",
+            Self::Cancelled => "cancelled",
         }
     }
 }

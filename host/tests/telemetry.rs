@@ -154,3 +154,34 @@ fn the_workspace_label_is_there_only_when_asked_for() {
         "{text}"
     );
 }
+
+#[test]
+fn an_async_call_dropped_before_it_ends_is_counted_as_cancelled() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        let storage = Storage::in_memory(StorageOptions::default()).unwrap();
+        let runtime = Runtime::builder().build().unwrap();
+        let probe = tokio
+            .block_on(runtime.load_bytes("spinner", std::fs::read(cubby_artifacts::PROBE).unwrap()))
+            .unwrap();
+        let ws = storage.workspace("w").unwrap();
+        let cut = tokio.block_on(async {
+            let call = probe.call(&ws, br#"{"op":"spin"}"#);
+            tokio::time::timeout(std::time::Duration::from_millis(200), call).await
+        });
+        assert!(cut.is_err(), "the spinning call ended: {cut:?}");
+    });
+    let text = handle.render();
+    assert!(
+        text.lines().any(|l| l.starts_with(names::PLUGIN_CALLS)
+            && l.contains(r#"plugin="spinner""#)
+            && l.contains(r#"outcome="cancelled""#)
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+}

@@ -264,7 +264,16 @@ impl Plugin {
         call: impl Future<Output = Result<T, CallError>>,
     ) -> Result<T, CallError> {
         let (timer, span) = (Timer::start(), call_span(&self.inner.name, workspace.id()));
+        // Counted as cancelled if the caller drops the future first.
+        let mut pending = Pending {
+            plugin: self,
+            span: &span,
+            workspace,
+            timer,
+            ended: false,
+        };
         let result = call.instrument(span.clone()).await;
+        pending.ended = true;
         self.ended(&span, workspace, timer, outcome(&result));
         result
     }
@@ -325,6 +334,26 @@ impl Plugin {
             stdout: Captured::take(captured.stdout),
             stderr: Captured::take(captured.stderr),
         })
+    }
+}
+
+/// An async call under way: if its future is dropped before the call
+/// ends, the call is counted as cancelled.
+struct Pending<'a> {
+    plugin: &'a Plugin,
+    span: &'a tracing::Span,
+    workspace: &'a Workspace,
+    timer: Timer,
+    ended: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let outcome = CallOutcome::Cancelled;
+            self.plugin
+                .ended(self.span, self.workspace, self.timer, outcome);
+        }
     }
 }
 
