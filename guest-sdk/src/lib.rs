@@ -98,7 +98,7 @@ pub use types::{Condition, Entry, KeyPage, Keys, Limits, Usage};
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "plugin",
         pub_export_macro: true,
         default_bindings_module: "::cubby_sdk::bindings",

@@ -27,7 +27,7 @@
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "wit",
     world: "plugin",
     imports: { default: async | trappable },
     exports: { default: async },
@@ -44,7 +44,7 @@ wasmtime::component::bindgen!({
 /// The same bindings for sync embeddings.
 pub mod sync {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "wit",
         world: "plugin",
         imports: { default: trappable },
         additional_derives: [PartialEq, Eq],

@@ -8,7 +8,7 @@
 /// `wasi:keyvalue@0.2.0-draft`: `u64` cursors and counters.
 pub(crate) mod draft {
     wasmtime::component::bindgen!({
-        path: "../wit/deps/keyvalue-0.2.0-draft",
+        path: "wit/deps/keyvalue-0.2.0-draft",
         world: "wasi:keyvalue/imports",
         imports: { default: async | trappable },
         with: { "wasi:keyvalue/store.bucket": crate::keyvalue::Bucket },
@@ -17,7 +17,7 @@ pub(crate) mod draft {
 
     pub(crate) mod sync {
         wasmtime::component::bindgen!({
-            path: "../wit/deps/keyvalue-0.2.0-draft",
+            path: "wit/deps/keyvalue-0.2.0-draft",
             world: "wasi:keyvalue/imports",
             imports: { default: trappable },
             with: { "wasi:keyvalue/store.bucket": crate::keyvalue::Bucket },
@@ -29,7 +29,7 @@ pub(crate) mod draft {
 /// `wasi:keyvalue@0.2.0-draft2`: string cursors, `s64` counters, `cas`.
 pub(crate) mod draft2 {
     wasmtime::component::bindgen!({
-        path: "../wit/deps/keyvalue-0.2.0-draft2",
+        path: "wit/deps/keyvalue-0.2.0-draft2",
         world: "wasi:keyvalue/imports",
         imports: { default: async | trappable },
         with: {
@@ -41,7 +41,7 @@ pub(crate) mod draft2 {
 
     pub(crate) mod sync {
         wasmtime::component::bindgen!({
-            path: "../wit/deps/keyvalue-0.2.0-draft2",
+            path: "wit/deps/keyvalue-0.2.0-draft2",
             world: "wasi:keyvalue/imports",
             imports: { default: trappable },
             with: {
@@ -58,7 +58,7 @@ pub(crate) mod draft2 {
 /// [`draft2`].
 pub(crate) mod draft2_spin {
     wasmtime::component::bindgen!({
-        path: "../wit/variants/keyvalue-0.2.0-draft2-spin",
+        path: "wit/variants/keyvalue-0.2.0-draft2-spin",
         world: "wasi:keyvalue/imports",
         imports: { default: async | trappable },
         with: {
@@ -70,7 +70,7 @@ pub(crate) mod draft2_spin {
 
     pub(crate) mod sync {
         wasmtime::component::bindgen!({
-            path: "../wit/variants/keyvalue-0.2.0-draft2-spin",
+            path: "wit/variants/keyvalue-0.2.0-draft2-spin",
             world: "wasi:keyvalue/imports",
             imports: { default: trappable },
             with: {
