@@ -24,13 +24,22 @@ use tracing_subscriber::registry::LookupSpan;
 #[derive(Debug, Clone)]
 struct Seen {
     name: &'static str,
-    parent: Option<u64>,
+    /// The parent's place in [`Spans::seen`].
+    parent: Option<usize>,
     fields: HashMap<String, String>,
 }
 
-/// A layer that keeps every span and its fields, by id.
+/// Every span in the order they began, and where each live span's id
+/// points (an id may be used again once its span has closed).
+#[derive(Debug, Default)]
+struct Spans {
+    seen: Vec<Seen>,
+    live: HashMap<u64, usize>,
+}
+
+/// A layer that keeps every span and its fields.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<HashMap<u64, Seen>>>);
+struct Capture(Arc<Mutex<Spans>>);
 
 struct Fields<'a>(&'a mut HashMap<String, String>);
 
@@ -55,17 +64,21 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
             .map(|p| p.id().into_u64());
         let mut fields = HashMap::new();
         attrs.record(&mut Fields(&mut fields));
-        let seen = Seen {
+        let mut spans = self.0.lock().unwrap();
+        let parent = parent.and_then(|p| spans.live.get(&p).copied());
+        spans.seen.push(Seen {
             name: attrs.metadata().name(),
             parent,
             fields,
-        };
-        self.0.lock().unwrap().insert(id.into_u64(), seen);
+        });
+        let at = spans.seen.len() - 1;
+        spans.live.insert(id.into_u64(), at);
     }
 
     fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, _: Context<'_, S>) {
-        if let Some(seen) = self.0.lock().unwrap().get_mut(&id.into_u64()) {
-            values.record(&mut Fields(&mut seen.fields));
+        let mut spans = self.0.lock().unwrap();
+        if let Some(at) = spans.live.get(&id.into_u64()).copied() {
+            values.record(&mut Fields(&mut spans.seen[at].fields));
         }
     }
 }
@@ -98,27 +111,28 @@ fn a_call_is_a_span_and_its_storage_operations_are_spans_inside_it() {
     tokio
         .block_on(probe.call(&ws, br#"{"op":"get","key":"k"}"#))
         .unwrap();
-    let spans = capture.0.lock().unwrap().clone();
-    let calls: Vec<(&u64, &Seen)> = spans
+    let spans = capture.0.lock().unwrap().seen.clone();
+    // This test's calls (the other tests of this binary call other plugins).
+    let calls: Vec<(usize, &Seen)> = spans
         .iter()
-        .filter(|(_, s)| s.name == "cubby.call")
+        .enumerate()
+        .filter(|(_, s)| s.name == "cubby.call" && s.fields["plugin"] == "probe")
         .collect();
     assert_eq!(calls.len(), 3, "{spans:#?}");
-    for (id, call) in &calls {
-        assert_eq!(call.fields["plugin"], "probe");
+    for (at, call) in &calls {
         assert_eq!(call.fields["workspace"], "team-a");
         assert_eq!(call.fields["outcome"], "ok");
         assert!(call.fields["duration_ms"].parse::<f64>().unwrap() > 0.0);
         let inside: Vec<&Seen> = spans
-            .values()
-            .filter(|s| s.name == "cubby.storage" && s.parent == Some(**id))
+            .iter()
+            .filter(|s| s.name == "cubby.storage" && s.parent == Some(*at))
             .collect();
         assert_eq!(inside.len(), 1, "{call:?}: {spans:#?}");
         assert_eq!(inside[0].fields["backend"], "redb");
         assert_eq!(inside[0].fields["outcome"], "ok");
     }
     let operations: Vec<&str> = spans
-        .values()
+        .iter()
         .filter(|s| s.name == "cubby.storage")
         .map(|s| s.fields["operation"].as_str())
         .collect();
