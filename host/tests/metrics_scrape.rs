@@ -131,9 +131,9 @@ impl Drop for Example {
 /// One sample: its metric's name, its labels and its value.
 type Sample = (String, Vec<(String, String)>, f64);
 
-/// One scrape: every sample.
+/// One scrape: every sample, and the metrics that have a `# HELP` line.
 #[derive(Debug)]
-struct Scrape(Vec<Sample>);
+struct Scrape(Vec<Sample>, BTreeSet<String>);
 
 impl Scrape {
     fn parse(text: &str) -> Self {
@@ -165,7 +165,13 @@ impl Scrape {
                 (name.to_owned(), labels, value)
             })
             .collect();
-        Self(samples)
+        let described = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_owned)
+            .collect();
+        Self(samples, described)
     }
 
     /// The sum of the samples of `name` that carry every label of `labels`.
@@ -217,6 +223,8 @@ fn scraped_as_the_readme_lists(
         .collect();
     for metric in &listed {
         assert!(scrape.has(metric), "{metric} is not in the scrape");
+        // `telemetry::describe()` gave the recorder its help text.
+        assert!(scrape.1.contains(metric), "{metric} has no # HELP line");
     }
     assert_eq!(
         listed,
