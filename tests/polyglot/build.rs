@@ -132,7 +132,7 @@ fn main() {
 
     // Python and JavaScript install and build side by side; each plugin's
     // build is its own thread.
-    let results: Vec<(&Plugin, Result<PathBuf, String>)> = thread::scope(|s| {
+    let per_lang: Vec<LangResult> = thread::scope(|s| {
         let per_lang = [Lang::Python, Lang::JavaScript].map(|lang| {
             let ctx = &ctx;
             s.spawn(move || {
@@ -148,50 +148,82 @@ fn main() {
                         (p, s.spawn(move || tool.map(|tool| ctx.build(p, &tool))))
                     })
                     .collect();
-                builds
+                let built = builds
                     .into_iter()
                     .map(|(p, h)| (p, h.join().expect("a build thread panicked")))
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>();
+                (lang, tool, built)
             })
         });
         per_lang
             .into_iter()
-            .flat_map(|h| h.join().expect("a build thread panicked"))
+            .map(|h| h.join().expect("a build thread panicked"))
             .collect()
     });
 
     let mut consts = String::new();
-    for (plugin, result) in results {
-        let built = match result {
-            Ok(path) => format!("Ok({:?})", path.display().to_string()),
-            Err(why) => {
-                // A path that never exists: cargo runs this script again on
-                // the next build, so installing the tool (or coming back
-                // online) is noticed without touching a source file.
-                println!(
-                    "cargo:rerun-if-changed={}",
-                    ctx.work
-                        .join("retried-while-a-toolchain-is-missing")
-                        .display()
-                );
-                assert!(!ci, "CI=true, so {} must be built, but: {why}", plugin.name);
-                println!(
-                    "cargo:warning={} not built, its tests will be skipped: {why}",
-                    plugin.name
-                );
-                format!("Err({why:?})")
-            }
+    for (lang, tool, results) in per_lang {
+        for (plugin, result) in results {
+            let built = match result {
+                Ok(path) => format!("Ok({:?})", path.display().to_string()),
+                Err(why) => {
+                    // A path that never exists: cargo runs this script again
+                    // on the next build, so installing the tool (or coming
+                    // back online) is noticed without touching a source file.
+                    println!(
+                        "cargo:rerun-if-changed={}",
+                        ctx.work
+                            .join("retried-while-a-toolchain-is-missing")
+                            .display()
+                    );
+                    assert!(!ci, "CI=true, so {} must be built, but: {why}", plugin.name);
+                    println!(
+                        "cargo:warning={} not built, its tests will be skipped: {why}",
+                        plugin.name
+                    );
+                    format!("Err({why:?})")
+                }
+            };
+            consts.push_str(&format!(
+                "/// {}, built from `{}`.\npub const {}: Polyglot = Polyglot {{ name: {:?}, built: {built} }};\n",
+                plugin.what,
+                plugin.dir,
+                plugin.konst,
+                plugin.name,
+            ));
+        }
+        // The installed tool itself, for tests that build with it.
+        let (konst, name, what) = match lang {
+            Lang::Python => (
+                "COMPONENTIZE_PY",
+                "componentize-py",
+                "The folder of the pinned componentize-py (a pip `--target` folder: \
+                 `bin/componentize-py`, run with it on `PYTHONPATH`)",
+            ),
+            Lang::JavaScript => (
+                "COMPONENTIZE_JS",
+                "componentize-js",
+                "The folder of the pinned componentize-js (an npm project: \
+                 `node_modules/.bin/componentize-js`)",
+            ),
+        };
+        let installed = match tool {
+            Ok(tool) => format!("Ok({:?})", tool.dir.display().to_string()),
+            Err(why) => format!("Err({why:?})"),
         };
         consts.push_str(&format!(
-            "/// {}, built from `{}`.\npub const {}: Polyglot = Polyglot {{ name: {:?}, built: {built} }};\n",
-            plugin.what,
-            plugin.dir,
-            plugin.konst,
-            plugin.name,
+            "/// {what}.\npub const {konst}: Polyglot = Polyglot {{ name: {name:?}, built: {installed} }};\n",
         ));
     }
     fs::write(out_dir.join("polyglot.rs"), consts).expect("cannot write polyglot.rs");
 }
+
+/// One language's outcome: its toolchain, and each of its plugins' builds.
+type LangResult = (
+    Lang,
+    Result<Tool, String>,
+    Vec<(&'static Plugin, Result<PathBuf, String>)>,
+);
 
 struct Ctx {
     root: PathBuf,

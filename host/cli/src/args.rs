@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use cubby_host::Runtime;
 use cubby_host::options::{Limits, PostgresOptions};
 
+use crate::scaffold::{Kind, Lang};
+
 pub(crate) const NO_HOME: &str =
     "cannot find the per-user data folder (is HOME set?); pass --db PATH or --in-memory";
 const DEFAULT_DB_HELP: &str = "The database: a redb file (one process at a time), or a \
@@ -115,6 +117,30 @@ fn parse_limits(limits: &str) -> Result<QuotaArg, String> {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Make a new plugin project that builds and runs as it stands: a
+    /// folder with its source, build settings and a README of the commands
+    /// that build it, run it and show what it stored.
+    New {
+        /// The folder to create (it must not exist); its last part is the
+        /// plugin's name unless --name gives one.
+        path: PathBuf,
+        /// The plugin's name: lowercase ASCII letters, digits, - and _,
+        /// starting with a letter.
+        #[arg(long)]
+        name: Option<String>,
+        /// The language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// plugin: request/response, called with `cubby call`; command: a
+        /// program, run with `cubby run`.
+        #[arg(long, value_enum, default_value = "plugin")]
+        kind: Kind,
+        /// Rust: take cubby-sdk from this folder (e.g. guest-sdk in a clone
+        /// of Cubby) instead of crates.io, through a [patch] in the
+        /// project's .cargo/config.toml.
+        #[arg(long, value_name = "DIR")]
+        sdk_path: Option<PathBuf>,
+    },
     /// Run a command-style plugin (one with `fn main`, exporting wasi:cli/run;
     /// it may import cubby:storage and wasi:keyvalue).
     Run {

@@ -1,6 +1,7 @@
 //! Carrying out a command: every action is a call of the cubby-host library.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -13,6 +14,7 @@ use crate::args::{
     Cli, Command, DbArgs, KvCommand, KvTarget, NO_HOME, PluginArgs, WorkspaceCommand,
 };
 use crate::output::{self, keys, print_bytes, print_json, printable, quota_json};
+use crate::scaffold::{self, Kind, Lang, Project};
 use crate::{defaults, operate};
 
 impl KvTarget {
@@ -33,9 +35,16 @@ impl KvTarget {
 /// Runs a parsed command line; returns the exit code.
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { db, json, command } = cli;
-    // Every command but `completions` works on the database.
+    // Every command but `completions` and `new` works on the database.
     let storage = || open_storage(&db);
     match command {
+        Command::New {
+            path,
+            name,
+            lang,
+            kind,
+            sdk_path,
+        } => new_project(&path, name, lang, kind, sdk_path.as_deref(), json),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -110,6 +119,74 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             replace,
         }) => operate::import(&storage()?, &workspace, &file, replace, json),
         Command::Quota(q) => operate::quota(&storage()?, &db, q, json),
+    }
+}
+
+/// `cubby new`: creates the project and prints the commands to go on with.
+fn new_project(
+    path: &Path,
+    name: Option<String>,
+    lang: Lang,
+    kind: Kind,
+    sdk_path: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode> {
+    let name = match name {
+        Some(name) => name,
+        None => path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| *n != "..")
+            .map(str::to_owned)
+            .with_context(|| {
+                format!(
+                    "cannot take a plugin name from {}; pass --name",
+                    path.display()
+                )
+            })?,
+    };
+    let project = Project::new(&name, lang, kind, sdk_path)?;
+    let files = scaffold::create(path, &project)?;
+    let steps = project.steps();
+    let cd = format!("cd {}", shell_word(&path.to_string_lossy()));
+    if json {
+        let mut doc = project.json();
+        doc["path"] = path.to_string_lossy().into();
+        doc["files"] = files.into();
+        doc["steps"] = json!({
+            "cd": cd,
+            "once": steps.once,
+            "build": steps.build,
+            "run": steps.run,
+            "inspect": steps.inspect,
+        });
+        print_json(&doc)?;
+    } else {
+        println!(
+            "Created {} in {}; its README.md says more. Next:\n\n  {cd}\n  {}   # once per \
+             machine\n  {}\n  {}\n  {}",
+            project.describe(),
+            path.display(),
+            steps.once,
+            steps.build,
+            steps.run,
+            steps.inspect,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `word` as one word for a POSIX shell: as it is when it holds nothing the
+/// shell would read specially, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 

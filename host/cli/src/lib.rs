@@ -9,6 +9,7 @@ mod commands;
 pub mod defaults;
 mod operate;
 mod output;
+mod scaffold;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -9,7 +9,8 @@
 //! [`Polyglot::path`] says so once per test; with `CI=true` the build fails
 //! instead, so CI never skips them.
 
-/// A plugin built from another language's source, or why it was not built.
+/// A plugin built from another language's source (or a toolchain installed
+/// to build them), or why it was not built.
 #[derive(Debug, Clone, Copy)]
 pub struct Polyglot {
     /// The plugin's name (its component's file name).
@@ -18,8 +19,9 @@ pub struct Polyglot {
 }
 
 impl Polyglot {
-    /// The component's path, or `None` (after printing why, for the test's
-    /// output) when its toolchain was unavailable on this machine.
+    /// The component's path (a toolchain's folder), or `None` (after printing
+    /// why, for the test's output) when its toolchain was unavailable on
+    /// this machine.
     ///
     /// # Panics
     /// When it was not built and `CI` is `true` (the build script refuses to
