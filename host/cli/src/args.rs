@@ -117,9 +117,13 @@ fn parse_limits(limits: &str) -> Result<QuotaArg, String> {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Make a new plugin project that builds and runs as it stands: a
-    /// folder with its source, build settings and a README of the commands
-    /// that build it, run it and show what it stored.
+    /// Make a new plugin project (Rust, Python or JavaScript) that builds
+    /// and runs as it stands.
+    ///
+    /// A new folder with the plugin's source, its build settings and a
+    /// README of the three commands that build it, run or call it, and show
+    /// what it stored. Everything comes from this binary; the language's own
+    /// tools fetch their packages when the project is built.
     New {
         /// The folder to create (it must not exist); its last part is the
         /// plugin's name unless --name gives one.
@@ -131,8 +135,7 @@ pub(crate) enum Command {
         /// The language.
         #[arg(long, value_enum, default_value = "rust")]
         lang: Lang,
-        /// plugin: request/response, called with `cubby call`; command: a
-        /// program, run with `cubby run`.
+        /// What kind of plugin.
         #[arg(long, value_enum, default_value = "plugin")]
         kind: Kind,
         /// Rust: take cubby-sdk from this folder (e.g. guest-sdk in a clone
