@@ -163,8 +163,8 @@ fn new_project(
         print_json(&doc)?;
     } else {
         println!(
-            "Created {} in {}; its README.md says more. Next:\n\n  {cd}\n  {}   # once per \
-             machine\n  {}\n  {}\n  {}",
+            "Created {} in {}; its README.md says more. Next:\n\n  {cd}\n  {}   # once\n  \
+             {}\n  {}\n  {}",
             project.describe(),
             path.display(),
             steps.once,

@@ -423,9 +423,24 @@ impl Project {
         ]
         .map(|item| wrap(&item, "- ", "  "))
         .join("\n");
+        let once_note = match self.lang {
+            Lang::Rust => {
+                "cubby-sdk needs Rust 1.95 or later (`rustup update`); the target is for the \
+                 toolchain this folder builds with."
+            }
+            Lang::Python => {
+                "The virtual environment keeps componentize-py to this project; on Debian and \
+                 Ubuntu, `venv` is the `python3-venv` package."
+            }
+            Lang::Js => {
+                "It needs Node.js with npm; `package.json` pins componentize-js, and \
+                 `npm run build` runs it."
+            }
+        };
         self.fill(include_str!("../scaffold/README.md"))
             .replace("@INTRO@", &wrap(&intro, "", ""))
             .replace("@ONCE@", &once)
+            .replace("@ONCE_NOTE@", &wrap(once_note, "", ""))
             .replace("@COMMANDS@", &commands)
             .replace("@AGAIN@", &wrap(&again, "", ""))
             .replace("@NEXT@", &next)

@@ -3,7 +3,7 @@
 //! or call, inspect), with the `cubby` binary on `PATH`; and the mistakes
 //! that must be a one-line error that writes nothing.
 //!
-//! The README's "once per machine" step is stood in for by the pinned tools
+//! The README's set-up step (once) is stood in for by the pinned tools
 //! `tests/polyglot` installs (the same versions: checked here), and cubby-sdk
 //! comes from this repository through cargo's `[patch]` configuration.
 
@@ -379,7 +379,7 @@ fn a_bad_name_or_an_existing_folder_is_one_line_and_writes_nothing() {
     for line in [
         "Created fine (a Rust request/response plugin) in fine",
         "  cd fine\n",
-        "  rustup target add wasm32-wasip2   # once per machine\n",
+        "  rustup target add wasm32-wasip2   # once\n",
         "  cargo build --release\n",
         "  cubby call target/wasm32-wasip2/release/fine.wasm -w demo --input world\n",
         "  cubby kv get -w demo greeted/world",
