@@ -155,6 +155,139 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A file a project gets from a template in `scaffold/`.
+struct Template {
+    /// The languages whose projects get it.
+    langs: &'static [Lang],
+    /// The kind of plugin that gets it, or `None`: both.
+    kind: Option<Kind>,
+    /// Where it goes in the project.
+    path: &'static str,
+    /// Its text, `@NAME@`, `@WORLD@`, `@SDK_VERSION@` and `@LIB@` to be
+    /// filled in.
+    text: &'static str,
+}
+
+/// Every project file but the README and `.cargo/config.toml`, which are
+/// made from the project's settings.
+const TEMPLATES: &[Template] = {
+    use Kind::{Command, Plugin};
+    use Lang::{Js, Python, Rust};
+    const fn t(
+        langs: &'static [Lang],
+        kind: Option<Kind>,
+        path: &'static str,
+        text: &'static str,
+    ) -> Template {
+        Template {
+            langs,
+            kind,
+            path,
+            text,
+        }
+    }
+    &[
+        t(
+            &[Rust],
+            None,
+            "Cargo.toml",
+            include_str!("../scaffold/rust/Cargo.toml.in"),
+        ),
+        t(
+            &[Rust],
+            Some(Plugin),
+            "src/lib.rs",
+            include_str!("../scaffold/rust/plugin.rs"),
+        ),
+        t(
+            &[Rust],
+            Some(Command),
+            "src/main.rs",
+            include_str!("../scaffold/rust/command.rs"),
+        ),
+        t(
+            &[Rust],
+            None,
+            ".gitignore",
+            include_str!("../scaffold/rust/gitignore"),
+        ),
+        t(
+            &[Python],
+            Some(Plugin),
+            "app.py",
+            include_str!("../scaffold/python/plugin.py"),
+        ),
+        t(
+            &[Python],
+            Some(Command),
+            "app.py",
+            include_str!("../scaffold/python/command.py"),
+        ),
+        t(
+            &[Python],
+            None,
+            "cubby.py",
+            include_str!("../scaffold/python/cubby.py"),
+        ),
+        t(
+            &[Python],
+            None,
+            "requirements.txt",
+            include_str!("../scaffold/python/requirements.txt"),
+        ),
+        t(
+            &[Python],
+            None,
+            ".gitignore",
+            include_str!("../scaffold/python/gitignore"),
+        ),
+        t(
+            &[Js],
+            Some(Plugin),
+            "app.js",
+            include_str!("../scaffold/js/plugin.js"),
+        ),
+        t(
+            &[Js],
+            Some(Command),
+            "app.js",
+            include_str!("../scaffold/js/command.js"),
+        ),
+        t(
+            &[Js],
+            None,
+            "cubby.js",
+            include_str!("../scaffold/js/cubby.js"),
+        ),
+        t(
+            &[Js],
+            None,
+            "package.json",
+            include_str!("../scaffold/js/package.json"),
+        ),
+        t(
+            &[Js],
+            None,
+            ".gitignore",
+            include_str!("../scaffold/js/gitignore"),
+        ),
+        // The SDK crate carries the WIT for Rust; the other languages'
+        // build tools read it from the project.
+        t(
+            &[Python, Js],
+            None,
+            "wit/storage.wit",
+            include_str!("../scaffold/wit/storage.wit"),
+        ),
+        t(
+            &[Python, Js],
+            None,
+            "wit/deps/cli-0.2.12/run.wit",
+            include_str!("../scaffold/wit/deps/cli-0.2.12/run.wit"),
+        ),
+    ]
+};
+
 impl Project {
     /// A project, after checking its name and, if given, that `sdk_path`
     /// holds the cubby-sdk crate.
@@ -236,89 +369,23 @@ impl Project {
     /// Every file of the project: its path in the project's folder and its
     /// contents.
     pub(crate) fn files(&self) -> Vec<(&'static str, String)> {
+        let lib = match self.kind {
+            Kind::Plugin => {
+                "\n# A component that exports a handler is built as a library.\n\
+                 [lib]\ncrate-type = [\"cdylib\"]\n"
+            }
+            Kind::Command => "",
+        };
         let mut files = vec![("README.md", self.readme())];
-        match self.lang {
-            Lang::Rust => {
-                let lib = match self.kind {
-                    Kind::Plugin => {
-                        "\n# A component that exports a handler is built as a library.\n\
-                         [lib]\ncrate-type = [\"cdylib\"]\n"
-                    }
-                    Kind::Command => "",
-                };
-                files.push((
-                    "Cargo.toml",
-                    self.fill(include_str!("../scaffold/rust/Cargo.toml.in"))
-                        .replace("@LIB@", lib),
-                ));
-                files.push((".cargo/config.toml", self.cargo_config()));
-                files.push(match self.kind {
-                    Kind::Plugin => (
-                        "src/lib.rs",
-                        include_str!("../scaffold/rust/plugin.rs").into(),
-                    ),
-                    Kind::Command => (
-                        "src/main.rs",
-                        include_str!("../scaffold/rust/command.rs").into(),
-                    ),
-                });
-                files.push((
-                    ".gitignore",
-                    include_str!("../scaffold/rust/gitignore").into(),
-                ));
-            }
-            Lang::Python => {
-                files.push(match self.kind {
-                    Kind::Plugin => (
-                        "app.py",
-                        include_str!("../scaffold/python/plugin.py").into(),
-                    ),
-                    Kind::Command => (
-                        "app.py",
-                        include_str!("../scaffold/python/command.py").into(),
-                    ),
-                });
-                files.push((
-                    "cubby.py",
-                    include_str!("../scaffold/python/cubby.py").into(),
-                ));
-                files.push((
-                    "requirements.txt",
-                    include_str!("../scaffold/python/requirements.txt").into(),
-                ));
-                files.push((
-                    ".gitignore",
-                    include_str!("../scaffold/python/gitignore").into(),
-                ));
-            }
-            Lang::Js => {
-                files.push(match self.kind {
-                    Kind::Plugin => ("app.js", include_str!("../scaffold/js/plugin.js").into()),
-                    Kind::Command => ("app.js", include_str!("../scaffold/js/command.js").into()),
-                });
-                files.push(("cubby.js", include_str!("../scaffold/js/cubby.js").into()));
-                files.push((
-                    "package.json",
-                    self.fill(include_str!("../scaffold/js/package.json")),
-                ));
-                files.push((
-                    ".gitignore",
-                    include_str!("../scaffold/js/gitignore").into(),
-                ));
-            }
+        if self.lang == Lang::Rust {
+            files.push((".cargo/config.toml", self.cargo_config()));
         }
-        if self.lang != Lang::Rust {
-            // The SDK crate carries the WIT for Rust; the other languages'
-            // build tools read it from the project.
-            files.push((
-                "wit/storage.wit",
-                include_str!("../scaffold/wit/storage.wit").into(),
-            ));
-            files.push((
-                "wit/deps/cli-0.2.12/run.wit",
-                include_str!("../scaffold/wit/deps/cli-0.2.12/run.wit").into(),
-            ));
-        }
+        files.extend(
+            TEMPLATES
+                .iter()
+                .filter(|t| t.langs.contains(&self.lang) && t.kind.is_none_or(|k| k == self.kind))
+                .map(|t| (t.path, self.fill(t.text).replace("@LIB@", lib))),
+        );
         files
     }
 
