@@ -615,16 +615,8 @@ fn bench_children(plan: &Plan) -> Vec<std::path::PathBuf> {
             if kind == "instrumented" {
                 build.args(["--features", "metrics"]);
             }
-            // The outer cargo's settings are not the child's (TOOLCHAIN.md:
-            // a nested build keeps only what names the toolchain and
-            // cargo's home).
-            for (key, _) in std::env::vars_os() {
-                let key = key.to_string_lossy();
-                if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.ends_with("RUSTFLAGS")
-                {
-                    build.env_remove(key.as_ref());
-                }
-            }
+            // The outer cargo's settings are not the child's.
+            cubby_artifacts::without_outer_cargo(&mut build);
             assert!(
                 build.status().unwrap().success(),
                 "building cubby-bench-child failed"

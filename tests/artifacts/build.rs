@@ -9,6 +9,8 @@
 // A build script reports failure by panicking with a message.
 #![allow(clippy::expect_used)]
 
+#[path = "nested_cargo.rs"]
+mod nested_cargo;
 #[path = "target_root.rs"]
 mod target_root;
 
@@ -151,16 +153,7 @@ fn main() {
     for (_, package, _, _) in GUESTS {
         cmd.arg("-p").arg(package);
     }
-    for (key, _) in env::vars_os() {
-        let key = key.to_string_lossy();
-        if (key.starts_with("CARGO_") && key != "CARGO_HOME")
-            || key.starts_with("RUSTC_")
-            || key == "RUSTFLAGS"
-            || key == "RUSTDOCFLAGS"
-        {
-            cmd.env_remove(key.as_ref());
-        }
-    }
+    nested_cargo::without_outer_cargo(&mut cmd);
     let output = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run cargo to build the guests: {e}"));

@@ -49,13 +49,7 @@ impl Sandbox {
     fn command(&self, program: &str, dir: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(dir);
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            let outer_cargo = key.starts_with("CARGO") && key != "CARGO_HOME";
-            if outer_cargo || key.contains("RUSTFLAGS") || key.starts_with("RUSTC") {
-                cmd.env_remove(&*key);
-            }
-        }
+        cubby_artifacts::without_outer_cargo(&mut cmd);
         let bin = Path::new(CUBBY).parent().unwrap();
         let path = std::env::var_os("PATH").unwrap_or_default();
         let path = std::env::join_paths(
@@ -141,6 +135,14 @@ fn scaffold(sandbox: &Sandbox, args: &[&str]) -> PathBuf {
     for file in files {
         let file = project.join(file.as_str().unwrap());
         assert!(file.is_file(), "{} is missing", file.display());
+    }
+    // The steps `--json` gives are the README's commands.
+    let commands = readme_steps(&project).map(|line| {
+        let (command, _comment) = line.split_once("   # ").expect("a commented command");
+        command.trim_end().to_owned()
+    });
+    for (key, command) in ["build", "run", "inspect"].iter().zip(&commands) {
+        assert_eq!(doc["steps"][key].as_str(), Some(command.as_str()), "{key}");
     }
     project
 }

@@ -3,3 +3,7 @@
 //! `<target>/cubby-guests`). Nothing here is checked in.
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+#[path = "../nested_cargo.rs"]
+mod nested_cargo;
+pub use nested_cargo::without_outer_cargo;
